@@ -1,0 +1,129 @@
+"""The composition root: the one place that turns settings into adapters and use cases."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from zkauth.config import Settings
+from zkauth.crypto import check_rng
+from zkauth.errors import ConfigurationError
+from zkauth.service.access import Access
+from zkauth.service.audit import Auditor
+from zkauth.service.challenges import Challenges
+from zkauth.service.clock import SystemClock
+from zkauth.service.enrollment import Enrollment
+from zkauth.service.lifecycle import Lifecycle
+from zkauth.service.policy import Policy
+from zkauth.service.ports import AdminTokenStore, Clock, Stores
+from zkauth.service.verification import Verification
+from zkauth.storage import open_stores
+from zkauth.tokens import TokenIssuer, TokenVerifier, jwks, load_or_create_signing_key
+
+
+def hash_secret(token: str) -> bytes:
+    """How admin and introspection credentials are stored and compared: SHA-256 of the value.
+
+    They are long random strings, not passwords, so a fast hash loses nothing.
+    """
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class Credentials:
+    """Checks admin (and introspection) bearer credentials: configured or stored as hashes."""
+
+    def __init__(
+        self, store: AdminTokenStore, admin_hash: bytes | None, introspection_hash: bytes | None
+    ) -> None:
+        self._store = store
+        self._admin = admin_hash
+        self._introspection = introspection_hash
+
+    async def is_admin(self, token: str | None) -> bool:
+        if not token:
+            return False
+        digest = hash_secret(token)
+        if self._admin is not None and hmac.compare_digest(digest, self._admin):
+            return True
+        return await self._store.find_active(digest) is not None
+
+    async def may_introspect(self, token: str | None) -> bool:
+        introspection = self._introspection
+        if token and introspection and hmac.compare_digest(hash_secret(token), introspection):
+            return True
+        return await self.is_admin(token)
+
+    async def any_admin(self) -> bool:
+        return self._admin is not None or await self._store.any_active()
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """Everything the HTTP layer needs, built once per process."""
+
+    settings: Settings
+    policy: Policy
+    stores: Stores
+    clock: Clock
+    enrollment: Enrollment
+    challenges: Challenges
+    verification: Verification
+    lifecycle: Lifecycle
+    access: Access
+    credentials: Credentials
+    jwks: dict[str, Any]
+
+    async def close(self) -> None:
+        await self.stores.close()
+
+
+async def build(
+    settings: Settings, *, stores: Stores | None = None, clock: Clock | None = None
+) -> Container:
+    """Wire settings → adapters → use cases. Refuses to start on a broken RNG, an unusable key,
+    or (in production) without an admin credential."""
+    check_rng()
+    policy = settings.policy()
+    clock = clock or SystemClock()
+    key = load_or_create_signing_key(settings.resolved_signing_key_path)
+    if stores is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stores = await open_stores(settings.resolved_database_url)
+    try:
+        credentials = Credentials(
+            stores.admin_tokens,
+            _hash_or_none(settings.admin_token),
+            _hash_or_none(settings.introspection_token),
+        )
+        if settings.production and not await credentials.any_admin():
+            raise ConfigurationError(
+                "production mode needs an admin credential: set ZKAUTH_ADMIN_TOKEN "
+                "(at least 32 characters) or create one with `zkauth admin create-token`"
+            )
+    except BaseException:
+        await stores.close()
+        raise
+    auditor = Auditor(stores.audit, clock)
+    issuer = TokenIssuer([key], settings.issuer, settings.token_ttl_seconds)
+    verifiers = {aud: TokenVerifier([key], settings.issuer, aud) for aud in policy.audiences}
+    return Container(
+        settings=settings,
+        policy=policy,
+        stores=stores,
+        clock=clock,
+        enrollment=Enrollment(stores.clients, auditor, clock),
+        challenges=Challenges(stores.clients, stores.challenges, auditor, clock, policy),
+        verification=Verification(
+            stores.clients, stores.challenges, issuer, auditor, clock, policy
+        ),
+        lifecycle=Lifecycle(stores.clients, stores.challenges, auditor, clock),
+        access=Access(stores.clients, verifiers, policy.default_audience, clock),
+        credentials=credentials,
+        jwks=jwks([key]),
+    )
+
+
+def _hash_or_none(secret: Any) -> bytes | None:
+    return None if secret is None else hash_secret(secret.get_secret_value())

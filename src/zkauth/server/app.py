@@ -1,0 +1,83 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+
+from zkauth import __version__
+from zkauth.bootstrap import Container, build
+from zkauth.config import Settings, load_settings
+from zkauth.errors import ZkAuthError
+from zkauth.server.middleware import BodyRules, SecurityHeaders
+from zkauth.server.problems import (
+    http_error_handler,
+    validation_error_handler,
+    zkauth_error_handler,
+)
+from zkauth.server.routes import router
+
+DESCRIPTION = """\
+Zero-knowledge authentication: clients prove they know a secret without sending it
+(PROTOCOL.md). Bytes are standard base64. Errors are RFC 9457 `application/problem+json`;
+every authentication refusal of an endpoint is identical whatever its cause.
+"""
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+    """Build the app. With ``container`` the caller owns it (tests); otherwise the app builds one
+    from ``settings`` (default: the environment) at start-up and closes it at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if container is not None:
+            app.state.container = container
+            yield
+            return
+        built = await build(settings or load_settings())
+        app.state.container = built
+        try:
+            yield
+        finally:
+            await built.close()
+
+    app = FastAPI(
+        title="zkauth",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    if container is not None:
+        app.state.container = container
+    app.include_router(router)
+    app.add_exception_handler(ZkAuthError, zkauth_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    hsts = bool(settings and settings.hsts) or bool(container and container.settings.hsts)
+    app.add_middleware(BodyRules)
+    app.add_middleware(SecurityHeaders, always_hsts=hsts)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, corrected: invalid input is a 400 problem here, never a 422."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(unused, None)
+        app.openapi_schema = doc
+    return app.openapi_schema

@@ -1,0 +1,148 @@
+"""Pure ASGI middleware: request body rules and security headers.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, no body copies beyond
+the one buffer needed to enforce the size limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zkauth.server.problems import PROBLEM_JSON, problem_body
+
+MAX_BODY: Final = 64 * 1024
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+#: Endpoints that also accept a form body (RFC 7662 requires form encoding for introspection).
+FORM_PATHS: Final = frozenset({"/v1/introspect"})
+
+_SECURITY_HEADERS: Final = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+_HSTS: Final = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response; HSTS when the request came over TLS."""
+
+    def __init__(self, app: ASGIApp, *, always_hsts: bool = False) -> None:
+        self.app = app
+        self.always_hsts = always_hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(_SECURITY_HEADERS)
+        if self.always_hsts or scope.get("scheme") == "https":
+            extra.append(_HSTS)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyRules:
+    """415 for a non-JSON body, 413 over 64 KiB, 400 for JSON that is not strictly valid.
+
+    The body is read here in full (it is at most 64 KiB) and replayed to the app, so the limit
+    holds for chunked uploads too. Strict JSON: no duplicate keys, no NaN/Infinity, bounded depth
+    and number size (json's own limits raise, which becomes a 400, never a 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        is_form = media == b"application/x-www-form-urlencoded" and scope["path"] in FORM_PATHS
+        if not (media == b"application/json" or media.endswith(b"+json") or is_form):
+            await _reject(send, 415, "unsupported_media_type", "Unsupported Media Type",
+                          "the body must be application/json")  # fmt: skip
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            await _reject(send, 413, "too_large", "Content Too Large", "the body is over 64 KiB")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                await _reject(
+                    send, 413, "too_large", "Content Too Large", "the body is over 64 KiB"
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if not is_form and (detail := _json_problem(body)) is not None:
+            await _reject(send, 400, "invalid_json", "Bad Request", detail)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_problem(body: bytes) -> str | None:
+    """``None`` for strictly valid JSON, else a short description safe to return."""
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        return "the JSON is nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, over-long integers, bad UTF-8
+        if "duplicate key" in str(exc):
+            return "the JSON object has a duplicate key"
+        return "the body is not valid JSON"
+    return None
+
+
+async def _reject(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    body = problem_body(status, code, title, detail)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,252 @@
+"""HTTP API v1 routes: thin adapters from JSON to use cases and back (DESIGN.md "HTTP API v1")."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+
+from zkauth import __version__
+from zkauth.bootstrap import Container
+from zkauth.errors import ProtocolError, Refused
+from zkauth.protocol import CLIENT_ID_PATTERN, PROTOCOL_VERSION
+from zkauth.server import schemas as s
+from zkauth.server.schemas import b64, enc
+from zkauth.service.audit import RequestContext
+from zkauth.service.lifecycle import RotationRequest
+
+router = APIRouter()
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "model": s.Problem,
+        "content": {"application/problem+json": {}},
+        "description": description,
+    }
+
+
+_BAD: Final[Responses] = {400: _problem("malformed input")}
+_REFUSED: Final[Responses] = {401: _problem("the single refusal, identical for every cause")}
+
+ClientIdPath = Annotated[str, Path(pattern=CLIENT_ID_PATTERN, max_length=128)]
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+Deps = Annotated[Container, Depends(container)]
+
+
+def context(request: Request) -> RequestContext:
+    return RequestContext(remote_addr=request.client.host if request.client else None)
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header (scheme case-insensitive)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def header_binding(value: str | None) -> bytes | None:
+    """``X-Channel-Binding`` decoded; an undecodable header counts as a missing one (refused)."""
+    if value is None:
+        return None
+    try:
+        return b64("X-Channel-Binding", value)
+    except ProtocolError:
+        return None
+
+
+@router.post(
+    "/v1/clients",
+    status_code=201,
+    response_model=s.EnrollmentResponse,
+    responses={**_BAD, 409: _problem("enrollment refused, whatever the cause")},
+    summary="Enroll a client with its commitment and proof of possession",
+)
+async def enroll(body: s.EnrollmentRequest, request: Request, response: Response, c: Deps) -> Any:
+    client = await c.enrollment.enroll(
+        body.clientIdentifier,
+        b64("commitment", body.commitment),
+        b64("proofOfPossession", body.proofOfPossession),
+        context(request),
+    )
+    response.headers["Location"] = f"/v1/clients/{client.client_id}"
+    return s.EnrollmentResponse(referenceId=client.reference_id, clientIdentifier=client.client_id)
+
+
+@router.post(
+    "/v1/challenges",
+    response_model=s.ChallengeResponse,
+    responses={**_BAD, **_REFUSED},
+    summary="Issue a single-use challenge (supersedes the client's older ones)",
+)
+async def challenge(body: s.ChallengeRequest, request: Request, c: Deps) -> Any:
+    issued = await c.challenges.request(
+        body.clientIdentifier,
+        b64("channelBinding", body.channelBinding),
+        body.protocolVersion,
+        context(request),
+    )
+    return s.ChallengeResponse(
+        challengeId=issued.challenge_id,
+        nonce=enc(issued.nonce),
+        channelBinding=enc(issued.channel_binding),
+        expiresAt=issued.expires_at,
+        protocolVersion=PROTOCOL_VERSION,
+    )
+
+
+@router.post(
+    "/v1/verify",
+    response_model=s.TokenResponse,
+    responses={**_BAD, **_REFUSED},
+    summary="Verify a proof for a challenge and issue an access token",
+)
+async def verify(body: s.VerifyRequest, request: Request, c: Deps) -> Any:
+    token = await c.verification.verify(
+        body.clientIdentifier,
+        body.challengeId,
+        b64("proof", body.proof),
+        b64("channelBinding", body.channelBinding),
+        body.domainSeparationTag,
+        body.targetAudience,
+        context(request),
+    )
+    return s.TokenResponse(
+        accessToken=token.token, expiresAt=token.expires_at, expiresIn=token.expires_in
+    )
+
+
+@router.get(
+    "/v1/resources/{resource_id}",
+    response_model=s.ResourceResponse,
+    responses={**_BAD, **_REFUSED},
+    summary="The server's own protected resource (tokens for its audience only)",
+)
+async def resource(
+    resource_id: ClientIdPath,
+    c: Deps,
+    authorization: Annotated[str | None, Header()] = None,
+    x_channel_binding: Annotated[str | None, Header()] = None,
+) -> Any:
+    token = bearer(authorization)
+    if token is None:
+        raise Refused()
+    claims = await c.access.authorize(token, header_binding(x_channel_binding))
+    return s.ResourceResponse(
+        resourceId=resource_id,
+        clientIdentifier=claims.subject,
+        audience=claims.audience,
+        data={"message": f"protected resource {resource_id}"},
+    )
+
+
+@router.put(
+    "/v1/clients/{client_id}/commitment",
+    response_model=s.RotationResponse,
+    responses={**_BAD, **_REFUSED},
+    summary="Rotate the client's commitment (token of that client, two bound proofs)",
+)
+async def rotate(
+    client_id: ClientIdPath,
+    body: s.RotationRequest,
+    request: Request,
+    c: Deps,
+    authorization: Annotated[str | None, Header()] = None,
+    x_channel_binding: Annotated[str | None, Header()] = None,
+) -> Any:
+    token, binding = bearer(authorization), header_binding(x_channel_binding)
+    request_ = RotationRequest(
+        client_id=client_id,
+        challenge_id=body.challengeId,
+        current_proof=b64("currentProof", body.currentProof),
+        new_commitment=b64("newCommitment", body.newCommitment),
+        new_proof=b64("newCommitmentProof", body.newCommitmentProof),
+        channel_binding=binding or b"",
+    )
+    if token is None or binding is None:
+        raise Refused()
+    claims = await c.access.authorize(token, binding)
+    rotated_at = await c.lifecycle.rotate(request_, claims, context(request))
+    return s.RotationResponse(rotatedAt=rotated_at)
+
+
+@router.delete(
+    "/v1/clients/{client_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**_BAD, **_REFUSED},
+    summary="Revoke a client (admin credential); idempotent",
+)
+async def revoke(
+    client_id: ClientIdPath,
+    request: Request,
+    c: Deps,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    if not await c.credentials.is_admin(bearer(authorization)):
+        raise Refused()
+    await c.lifecycle.revoke(client_id, context(request))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/introspect",
+    response_model=s.IntrospectionResponse,
+    response_model_exclude_none=True,
+    responses={**_BAD, **_REFUSED},
+    summary="RFC 7662 token introspection (admin or resource-server credential)",
+)
+async def introspect(
+    request: Request, c: Deps, authorization: Annotated[str | None, Header()] = None
+) -> Any:
+    if not await c.credentials.may_introspect(bearer(authorization)):
+        raise Refused()
+    token = _token_parameter(await request.body(), request.headers.get("content-type", ""))
+    claims = await c.access.introspect(token)
+    if claims is None:
+        return s.IntrospectionResponse(active=False)
+    return s.IntrospectionResponse(
+        active=True,
+        iss=c.settings.issuer,
+        sub=claims.subject,
+        aud=claims.audience,
+        iat=int(claims.issued_at.timestamp()),
+        exp=int(claims.expires_at.timestamp()),
+        jti=claims.jti,
+        token_type="Bearer",  # noqa: S106 (a token type name, not a secret)
+        client_id=claims.subject,
+    )
+
+
+def _token_parameter(body: bytes, content_type: str) -> str:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        values = parse_qs(body.decode("utf-8", "replace")).get("token", [])
+        token = values[0] if len(values) == 1 else None
+    else:
+        document = json.loads(body)  # already checked strictly by the body middleware
+        token = document.get("token") if isinstance(document, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ProtocolError("the token parameter is required")
+    return token
+
+
+@router.get("/health", response_model=s.HealthResponse, summary="Liveness")
+async def health() -> Any:
+    return s.HealthResponse(status="ok", version=__version__)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(c: Deps) -> dict[str, Any]:
+    return c.jwks

@@ -1,0 +1,56 @@
+"""Access checks for bearer tokens: signature, audience, channel binding, and client status.
+
+Token signatures alone cannot express "revoked at once", so every check also reads the client's
+status: a revoked (or since re-locked) client's tokens stop working on the next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from zkauth.errors import Refused
+from zkauth.service.models import ClientId, ClientStatus
+from zkauth.service.ports import ClientStore, Clock
+from zkauth.tokens import TokenClaims, TokenVerifier
+
+
+class Access:
+    def __init__(
+        self,
+        clients: ClientStore,
+        verifiers: Mapping[str, TokenVerifier],
+        default_audience: str,
+        clock: Clock,
+    ) -> None:
+        self._clients = clients
+        self._verifiers = dict(verifiers)
+        self._verifier = self._verifiers[default_audience]
+        self._clock = clock
+
+    async def authorize(self, token: str, channel_binding: bytes | None) -> TokenClaims:
+        """Claims of a valid token for the server's own audience, presented on its channel by a
+        client still in good standing."""
+        claims = self._verifier.verify(
+            token, channel_binding=channel_binding, now=self._clock.now()
+        )
+        client = await self._clients.get(ClientId(claims.subject))
+        if client is None or client.status is ClientStatus.REVOKED:
+            raise Refused()
+        return claims
+
+    async def introspect(self, token: str) -> TokenClaims | None:
+        """RFC 7662: the claims of an active token for any audience (binding not checked)."""
+        now = self._clock.now()
+        claims = None
+        for verifier in self._verifiers.values():
+            try:
+                claims = verifier.verify_unbound(token, now=now)
+                break
+            except Refused:
+                continue
+        if claims is None:
+            return None
+        client = await self._clients.get(ClientId(claims.subject))
+        if client is None or client.status is ClientStatus.REVOKED:
+            return None
+        return claims

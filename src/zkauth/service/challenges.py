@@ -1,0 +1,75 @@
+"""Challenge issuance: a fresh 24-byte nonce, bound to the client's channel binding.
+
+A new challenge supersedes the client's older unconsumed ones (the store does it atomically) and
+expires after ``Policy.challenge_ttl``. Unknown, revoked and locked clients, and bindings of the
+wrong size, all get the same :class:`~zkauth.errors.Refused`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from zkauth.crypto import Rng
+from zkauth.errors import ProtocolError, Refused
+from zkauth.protocol import CHANNEL_BINDING_SIZES, NONCE_SIZE, SUPPORTED_VERSIONS, check_client_id
+from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.lockout import refusal_for
+from zkauth.service.models import Challenge, ChallengeId, ClientId, Outcome
+from zkauth.service.policy import Policy
+from zkauth.service.ports import ChallengeStore, ClientStore, Clock
+
+_ID_BYTES = 18  # 144 bits: unguessable, and 24 base64url characters
+
+
+class Challenges:
+    def __init__(
+        self,
+        clients: ClientStore,
+        challenges: ChallengeStore,
+        auditor: Auditor,
+        clock: Clock,
+        policy: Policy,
+        rng: Rng = os.urandom,
+    ) -> None:
+        self._clients = clients
+        self._challenges = challenges
+        self._audit = auditor
+        self._clock = clock
+        self._policy = policy
+        self._rng = rng
+
+    async def request(
+        self,
+        client_id: str,
+        channel_binding: bytes,
+        protocol_version: str | None = None,
+        ctx: RequestContext = NO_CONTEXT,
+    ) -> Challenge:
+        check_client_id(client_id)
+        if protocol_version is not None and protocol_version not in SUPPORTED_VERSIONS:
+            raise ProtocolError(
+                f"unsupported protocol version; supported: {', '.join(SUPPORTED_VERSIONS)}"
+            )
+        now = self._clock.now()
+        client = await self._clients.get(ClientId(client_id))
+        reason = refusal_for(client, now)
+        if reason is None and len(channel_binding) not in CHANNEL_BINDING_SIZES:
+            reason = "channel_binding_size"
+        if reason is not None:
+            await self._audit.record(
+                "challenge", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
+            )
+            raise Refused()
+        challenge = Challenge(
+            challenge_id=ChallengeId(
+                "ch_" + base64.urlsafe_b64encode(self._rng(_ID_BYTES)).decode("ascii")
+            ),
+            client_id=ClientId(client_id),
+            nonce=self._rng(NONCE_SIZE),
+            channel_binding=channel_binding,
+            issued_at=now,
+            expires_at=now + self._policy.challenge_ttl,
+        )
+        await self._challenges.issue(challenge)
+        return challenge

@@ -1,0 +1,156 @@
+"""The ports the use cases need from the outside world: time and persistence.
+
+Each port is a small :class:`typing.Protocol`, so an adapter (``zkauth.storage.memory``,
+``zkauth.storage.sql``) satisfies it structurally without importing anything from here but the
+models. Every method whose doc says *atomic* must stay correct when many coroutines, and on SQL
+many server processes, call it at once: DESIGN.md promises "nothing lost, nothing double-spent".
+The contract suite in ``tests/storage`` holds every adapter to these docs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from zkauth.service.models import (
+    AdminToken,
+    AdminTokenId,
+    AuditEntry,
+    AuditEvent,
+    Challenge,
+    ChallengeId,
+    Client,
+    ClientId,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
+
+
+class ClientStore(Protocol):
+    async def create(self, client: Client) -> bool:
+        """Insert ``client`` atomically. ``False`` if its id (or reference id) was ever used, in
+        any status: a revoked identifier can never be enrolled again (DESIGN.md "HTTP API v1")."""
+        ...
+
+    async def get(self, client_id: ClientId) -> Client | None: ...
+
+    async def rotate_commitment(
+        self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
+    ) -> bool:
+        """Compare-and-set: replace the commitment only if the client is active and its commitment
+        still equals ``expected_old``, so two rotations proven against the same old commitment
+        cannot both win."""
+        ...
+
+    async def revoke(self, client_id: ClientId, now: datetime) -> bool:
+        """Mark an active or locked client revoked; ``True`` only if this call changed it."""
+        ...
+
+    async def save_lockout_state(
+        self,
+        client_id: ClientId,
+        failed_attempts: int,
+        locked_until: datetime | None,
+        lockout_count: int,
+    ) -> None:
+        """Store the lockout policy's decision. The status follows ``locked_until`` (``locked`` when
+        set, ``active`` when ``None``) except that a revoked client stays revoked."""
+        ...
+
+    async def record_failure(self, client_id: ClientId) -> int:
+        """Atomically add one to ``failed_attempts`` and return the new count (0: no such client).
+
+        Atomic so that parallel wrong proofs cannot each read "2" and all slip under a limit of 3.
+        """
+        ...
+
+
+class ChallengeStore(Protocol):
+    async def issue(self, challenge: Challenge) -> None:
+        """Store an unconsumed ``challenge``, atomically superseding every older unconsumed
+        challenge of its client (they can never be consumed): a client has at most one live
+        challenge (DESIGN.md "HTTP API v1"). Raises :class:`~zkauth.errors.Conflict` if the
+        challenge id is already taken."""
+        ...
+
+    async def consume(
+        self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
+    ) -> Challenge | None:
+        """Atomically mark the challenge consumed, exactly once.
+
+        Return it, now consumed, only if it exists, belongs to ``client_id``, is unconsumed and
+        ``expires_at > now``; otherwise return ``None`` and change nothing, so a guess with the
+        wrong client cannot burn another client's challenge.
+        """
+        ...
+
+    async def void_for_client(self, client_id: ClientId, now: datetime) -> int:
+        """Consume every unconsumed challenge of the client (on revocation); return how many."""
+        ...
+
+    async def purge_expired(self, before: datetime) -> int:
+        """Delete challenges with ``expires_at < before``; return how many."""
+        ...
+
+
+class AuditLog(Protocol):
+    async def append(self, event: AuditEvent) -> AuditEntry:
+        """Append ``event`` to the hash chain and return the stored entry.
+
+        Appends are serialised (per process, and on PostgreSQL across processes) so the chain
+        never forks; an append that cannot be stored raises rather than being dropped.
+        """
+        ...
+
+    async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
+        """Up to ``limit`` entries with ``seq > after_id``, oldest first."""
+        ...
+
+
+class AdminTokenStore(Protocol):
+    async def add(self, token: AdminToken) -> None:
+        """Store ``token``; raises :class:`~zkauth.errors.Conflict` if its id or hash exists."""
+        ...
+
+    async def find_active(self, token_hash: bytes) -> AdminToken | None: ...
+
+    async def any_active(self) -> bool:
+        """Whether any unrevoked admin token exists (production mode needs one)."""
+        ...
+
+    async def revoke(self, token_id: AdminTokenId, now: datetime) -> bool:
+        """Revoke an active token; ``True`` only if this call changed it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The four stores of one backend, and how to release what they hold (pools, files)."""
+
+    clients: ClientStore
+    challenges: ChallengeStore
+    audit: AuditLog
+    admin_tokens: AdminTokenStore
+    closer: Callable[[], Awaitable[None]] | None = None
+
+    async def close(self) -> None:
+        if self.closer is not None:
+            await self.closer()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,101 @@
+"""Verification: consume a challenge, check the proof, issue an access token (PROTOCOL.md §6).
+
+Reads as a checklist. Every refusal raises the same :class:`~zkauth.errors.Refused`; the audit
+trail gets the reason. The proof check runs on every path, against a decoy statement when there
+is no real one, so an unknown client, a missing challenge and a wrong proof cost the same work.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+from zkauth.crypto import Credential, LoginStatement, Point, verify
+from zkauth.errors import ProtocolError, Refused
+from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
+from zkauth.service import lockout
+from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.models import ChallengeId, ClientId, Outcome
+from zkauth.service.policy import Policy
+from zkauth.service.ports import ChallengeStore, ClientStore, Clock
+from zkauth.tokens import IssuedToken, TokenIssuer
+
+# A decoy statement for refusal paths: nobody holds an opening of this commitment once the
+# process drops the credential it came from.
+_DECOY: Final = Credential.generate().commitment.encode()
+_DECOY_NONCE: Final = bytes(NONCE_SIZE)
+_DECOY_BINDING: Final = bytes(32)
+
+
+class Verification:
+    def __init__(
+        self,
+        clients: ClientStore,
+        challenges: ChallengeStore,
+        issuer: TokenIssuer,
+        auditor: Auditor,
+        clock: Clock,
+        policy: Policy,
+    ) -> None:
+        self._clients = clients
+        self._challenges = challenges
+        self._issuer = issuer
+        self._audit = auditor
+        self._clock = clock
+        self._policy = policy
+
+    async def verify(
+        self,
+        client_id: str,
+        challenge_id: str,
+        proof: bytes,
+        channel_binding: bytes,
+        tag: str,
+        audience: str | None = None,
+        ctx: RequestContext = NO_CONTEXT,
+    ) -> IssuedToken:
+        # Input validation first: a 400 consumes nothing and changes nothing.
+        check_client_id(client_id)
+        audience = self._policy.default_audience if audience is None else audience
+        if audience not in self._policy.audiences:
+            raise ProtocolError("unknown targetAudience")
+        now = self._clock.now()
+        # Consumed before anything is checked: one challenge buys exactly one attempt.
+        challenge = await self._challenges.consume(
+            ChallengeId(challenge_id), ClientId(client_id), now
+        )
+        client = await self._clients.get(ClientId(client_id))
+
+        ineligible = lockout.refusal_for(client, now)
+        reason = ineligible
+        if challenge is None:
+            reason = reason or "challenge_unusable"
+        elif not hmac.compare_digest(channel_binding, challenge.channel_binding):
+            reason = reason or "channel_binding_mismatch"
+        if not hmac.compare_digest(tag.encode("utf-8"), LOGIN_TAG_TEXT.encode("ascii")):
+            reason = reason or "domain_separation_tag"
+
+        if reason is None and client is not None and challenge is not None:
+            commitment, nonce, binding = client.commitment, challenge.nonce, channel_binding
+        else:
+            commitment, nonce, binding = _DECOY, _DECOY_NONCE, _DECOY_BINDING
+        statement = LoginStatement(Point.decode(commitment), client_id, nonce, binding)
+        result = verify(statement, proof)
+        if reason is None and not result.valid:
+            reason = f"proof:{result.rejection}"
+
+        if reason is not None:
+            if ineligible is None and client is not None and challenge is not None:
+                # A real attempt on a live challenge: it counts towards the lockout.
+                await lockout.record_failure(self._clients, client, now, self._policy)
+            await self._audit.record(
+                "verification", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
+            )
+            raise Refused()
+        assert client is not None  # reason is None only when both were found
+        await lockout.record_success(self._clients, client)
+        token = self._issuer.issue(client_id, audience, channel_binding, now)
+        await self._audit.record(
+            "verification", Outcome.SUCCESS, ctx, client_id=client_id, audience=audience
+        )
+        return token

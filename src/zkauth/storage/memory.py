@@ -1,0 +1,208 @@
+"""In-memory stores: for tests, benchmarks of the core, and single-process demos.
+
+Atomicity comes from asyncio itself: no method awaits between reading and writing its dicts, so
+no other coroutine can run in between, and a lock would only add cost. Keep it that way: a method
+that ever needs to await mid-update must take a lock. Not thread-safe; everything lives and dies
+with the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from zkauth.errors import Conflict
+from zkauth.service.models import (
+    AdminToken,
+    AdminTokenId,
+    AuditEntry,
+    AuditEvent,
+    Challenge,
+    ChallengeId,
+    Client,
+    ClientId,
+    ClientStatus,
+    chain_entry,
+    utc,
+)
+from zkauth.service.ports import Stores
+
+__all__ = [
+    "MemoryAdminTokenStore",
+    "MemoryAuditLog",
+    "MemoryChallengeStore",
+    "MemoryClientStore",
+    "open_memory_stores",
+]
+
+_CURRENT = (ClientStatus.ACTIVE, ClientStatus.LOCKED)
+
+
+class MemoryClientStore:
+    def __init__(self) -> None:
+        self._clients: dict[ClientId, Client] = {}
+        self._references: set[str] = set()
+
+    async def create(self, client: Client) -> bool:
+        if client.client_id in self._clients or client.reference_id in self._references:
+            return False
+        self._clients[client.client_id] = client
+        self._references.add(client.reference_id)
+        return True
+
+    async def get(self, client_id: ClientId) -> Client | None:
+        return self._clients.get(client_id)
+
+    async def rotate_commitment(
+        self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
+    ) -> bool:
+        client = self._clients.get(client_id)
+        if client is None or client.status is not ClientStatus.ACTIVE:
+            return False
+        if client.commitment != expected_old:
+            return False
+        self._clients[client_id] = replace(client, commitment=new, updated_at=now)
+        return True
+
+    async def revoke(self, client_id: ClientId, now: datetime) -> bool:
+        client = self._clients.get(client_id)
+        if client is None or client.status not in _CURRENT:
+            return False
+        self._clients[client_id] = replace(
+            client, status=ClientStatus.REVOKED, revoked_at=now, updated_at=now
+        )
+        return True
+
+    async def save_lockout_state(
+        self,
+        client_id: ClientId,
+        failed_attempts: int,
+        locked_until: datetime | None,
+        lockout_count: int,
+    ) -> None:
+        client = self._clients.get(client_id)
+        if client is None:
+            return
+        status = client.status
+        if status is not ClientStatus.REVOKED:
+            status = ClientStatus.ACTIVE if locked_until is None else ClientStatus.LOCKED
+        self._clients[client_id] = replace(
+            client,
+            status=status,
+            failed_attempts=failed_attempts,
+            locked_until=locked_until,
+            lockout_count=lockout_count,
+        )
+
+    async def record_failure(self, client_id: ClientId) -> int:
+        client = self._clients.get(client_id)
+        if client is None:
+            return 0
+        count = client.failed_attempts + 1
+        self._clients[client_id] = replace(client, failed_attempts=count)
+        return count
+
+
+class MemoryChallengeStore:
+    def __init__(self) -> None:
+        self._challenges: dict[ChallengeId, Challenge] = {}
+        # The one live (unconsumed) challenge of each client, as the SQL partial unique index.
+        self._live: dict[ClientId, ChallengeId] = {}
+
+    async def issue(self, challenge: Challenge) -> None:
+        if challenge.consumed_at is not None:
+            raise ValueError("an issued challenge must be unconsumed")
+        if challenge.challenge_id in self._challenges:
+            raise Conflict("challenge id already issued")
+        superseded = self._live.pop(challenge.client_id, None)
+        if superseded is not None:
+            del self._challenges[superseded]
+        self._challenges[challenge.challenge_id] = challenge
+        self._live[challenge.client_id] = challenge.challenge_id
+
+    async def consume(
+        self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
+    ) -> Challenge | None:
+        challenge = self._challenges.get(challenge_id)
+        if challenge is None or challenge.client_id != client_id or not challenge.is_live(now):
+            return None
+        consumed = replace(challenge, consumed_at=now)
+        self._challenges[challenge_id] = consumed
+        del self._live[client_id]
+        return consumed
+
+    async def void_for_client(self, client_id: ClientId, now: datetime) -> int:
+        challenge_id = self._live.pop(client_id, None)
+        if challenge_id is None:
+            return 0
+        self._challenges[challenge_id] = replace(self._challenges[challenge_id], consumed_at=now)
+        return 1
+
+    async def purge_expired(self, before: datetime) -> int:
+        before = utc(before, "before")
+        doomed = [c for c in self._challenges.values() if c.expires_at < before]
+        for challenge in doomed:
+            del self._challenges[challenge.challenge_id]
+            if self._live.get(challenge.client_id) == challenge.challenge_id:
+                del self._live[challenge.client_id]
+        return len(doomed)
+
+
+class MemoryAuditLog:
+    def __init__(self) -> None:
+        self._entries: list[AuditEntry] = []
+
+    async def append(self, event: AuditEvent) -> AuditEntry:
+        last = self._entries[-1] if self._entries else None
+        entry = (
+            chain_entry(event)
+            if last is None
+            else chain_entry(event, prev_seq=last.seq, prev_hash=last.hash)
+        )
+        self._entries.append(entry)
+        return entry
+
+    async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        # seq runs 1, 2, 3, ... so entry n sits at index n - 1.
+        start = max(after_id or 0, 0)
+        return self._entries[start : start + limit]
+
+
+class MemoryAdminTokenStore:
+    def __init__(self) -> None:
+        self._tokens: dict[AdminTokenId, AdminToken] = {}
+        self._by_hash: dict[bytes, AdminTokenId] = {}
+
+    async def add(self, token: AdminToken) -> None:
+        if token.token_id in self._tokens or token.token_hash in self._by_hash:
+            raise Conflict("admin token id or hash already exists")
+        self._tokens[token.token_id] = token
+        self._by_hash[token.token_hash] = token.token_id
+
+    async def find_active(self, token_hash: bytes) -> AdminToken | None:
+        token_id = self._by_hash.get(token_hash)
+        token = None if token_id is None else self._tokens[token_id]
+        return token if token is not None and token.revoked_at is None else None
+
+    async def any_active(self) -> bool:
+        return any(token.revoked_at is None for token in self._tokens.values())
+
+    async def revoke(self, token_id: AdminTokenId, now: datetime) -> bool:
+        token = self._tokens.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return False
+        self._tokens[token_id] = replace(token, revoked_at=now)
+        return True
+
+
+def open_memory_stores() -> Stores:
+    """Fresh, empty in-memory stores."""
+    return Stores(
+        clients=MemoryClientStore(),
+        challenges=MemoryChallengeStore(),
+        audit=MemoryAuditLog(),
+        admin_tokens=MemoryAdminTokenStore(),
+    )

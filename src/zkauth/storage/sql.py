@@ -1,0 +1,397 @@
+"""SQL stores over ``sqlalchemy.ext.asyncio``: SQLite (aiosqlite) embedded, PostgreSQL (asyncpg)
+in production, from the same statements.
+
+Atomicity is pushed into single statements wherever possible (``UPDATE … RETURNING`` to consume,
+an upsert against a partial unique index to issue), so correctness does not depend on isolation
+levels and holds across server processes. Two places need more:
+
+* SQLite: every write transaction starts with ``BEGIN IMMEDIATE``. A transaction that read first
+  and then writes cannot wait for the write lock in WAL mode (``SQLITE_BUSY_SNAPSHOT``); taking it
+  up front lets ``busy_timeout`` do its job.
+* The audit chain reads the last entry and appends the next, so appends are serialised: an
+  ``asyncio.Lock`` per process, plus ``BEGIN IMMEDIATE`` on SQLite or a transaction-scoped
+  advisory lock on PostgreSQL across processes.
+
+Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: callers fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Executable,
+    bindparam,
+    case,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from zkauth.errors import ConfigurationError, Conflict, ServiceUnavailable
+from zkauth.protocol import POINT_SIZE
+from zkauth.service.models import (
+    AdminToken,
+    AdminTokenId,
+    AuditEntry,
+    AuditEvent,
+    Challenge,
+    ChallengeId,
+    Client,
+    ClientId,
+    ClientStatus,
+    chain_entry,
+)
+from zkauth.service.ports import Stores
+from zkauth.storage.schema import (
+    admin_token_from_row,
+    admin_token_values,
+    admin_tokens,
+    audit_entries,
+    audit_entry_from_row,
+    audit_values,
+    challenge_from_row,
+    challenge_values,
+    challenges,
+    client_from_row,
+    client_values,
+    clients,
+    metadata,
+)
+
+__all__ = ["open_sql_stores"]
+
+_ASYNC_DRIVERS: Final = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+_SQLITE_PRAGMAS: Final = (
+    "PRAGMA journal_mode=WAL",  # readers never block the writer, nor it them
+    "PRAGMA synchronous=NORMAL",  # durable at checkpoints; safe against corruption in WAL mode
+    "PRAGMA busy_timeout=5000",  # wait for the write lock instead of failing at once
+    "PRAGMA foreign_keys=ON",
+)
+_BEGIN_OPTION: Final = "zkauth_sqlite_begin"
+_UNAVAILABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+# One 64-bit key for the audit chain's advisory lock, derived rather than picked by hand.
+_AUDIT_LOCK_KEY: Final = int.from_bytes(
+    hashlib.sha256(b"zkauth.audit_entries").digest()[:8], "big", signed=True
+)
+
+
+async def open_sql_stores(url: str, *, create_schema: bool = True) -> Stores:
+    """Open the stores on ``url`` (``sqlite:///path`` or ``postgresql://…``; the async driver is
+    chosen here). ``create_schema`` creates missing tables; production uses migrations."""
+    engine = create_async_engine(_async_url(url))
+    db = _Database(engine)
+    try:
+        if create_schema:
+            async with db.write() as conn:
+                await conn.run_sync(metadata.create_all)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Stores(
+        clients=SqlClientStore(db),
+        challenges=SqlChallengeStore(db),
+        audit=SqlAuditLog(db),
+        admin_tokens=SqlAdminTokenStore(db),
+        closer=engine.dispose,
+    )
+
+
+def _async_url(raw: str) -> URL:
+    url = make_url(raw)
+    url = url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if in_memory or url.query.get("mode") == "memory":
+            # One shared in-memory connection cannot hold concurrent transactions.
+            raise ConfigurationError("in-memory SQLite is not supported: use the memory stores")
+        if "uri" not in url.query and not Path(database).expanduser().parent.is_dir():
+            # Found here rather than by a failing connect, which aiosqlite 0.22 handles badly
+            # (its worker thread later calls into the possibly closed event loop).
+            raise ConfigurationError(f"directory of the SQLite database does not exist: {database}")
+    return url
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 module (it skips it before SELECTs); _sqlite_on_begin
+    # emits it instead, so every transaction is a real one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+class _Database:
+    """An engine and the two kinds of transaction the stores open on it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgresql = engine.dialect.name == "postgresql"
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        self._writer = engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+
+
+class SqlClientStore:
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    async def create(self, client: Client) -> bool:
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(insert(clients), client_values(client))
+        except IntegrityError:
+            return False
+        return True
+
+    async def get(self, client_id: ClientId) -> Client | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(_GET_CLIENT, {"b_id": client_id})).one_or_none()
+        return None if row is None else client_from_row(row)
+
+    async def rotate_commitment(
+        self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
+    ) -> bool:
+        if len(new) != POINT_SIZE:
+            raise ValueError(f"commitment must be {POINT_SIZE} bytes")
+        stmt = (
+            update(clients)
+            .where(
+                clients.c.client_id == client_id,
+                clients.c.status == ClientStatus.ACTIVE.value,
+                clients.c.commitment == expected_old,
+            )
+            .values(commitment=new, updated_at=now)
+        )
+        async with self._db.write() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def revoke(self, client_id: ClientId, now: datetime) -> bool:
+        stmt = (
+            update(clients)
+            .where(
+                clients.c.client_id == client_id,
+                clients.c.status.in_([ClientStatus.ACTIVE.value, ClientStatus.LOCKED.value]),
+            )
+            .values(status=ClientStatus.REVOKED.value, revoked_at=now, updated_at=now)
+        )
+        async with self._db.write() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def save_lockout_state(
+        self,
+        client_id: ClientId,
+        failed_attempts: int,
+        locked_until: datetime | None,
+        lockout_count: int,
+    ) -> None:
+        status = ClientStatus.ACTIVE if locked_until is None else ClientStatus.LOCKED
+        stmt = (
+            update(clients)
+            .where(clients.c.client_id == client_id)
+            .values(
+                failed_attempts=failed_attempts,
+                locked_until=locked_until,
+                lockout_count=lockout_count,
+                status=_unless_revoked(status),
+            )
+        )
+        async with self._db.write() as conn:
+            await conn.execute(stmt)
+
+    async def record_failure(self, client_id: ClientId) -> int:
+        stmt = (
+            update(clients)
+            .where(clients.c.client_id == client_id)
+            .values(failed_attempts=clients.c.failed_attempts + 1)
+            .returning(clients.c.failed_attempts)
+        )
+        async with self._db.write() as conn:
+            count = (await conn.execute(stmt)).scalar_one_or_none()
+        return 0 if count is None else int(count)
+
+
+def _unless_revoked(status: ClientStatus) -> ColumnElement[str]:
+    """``status`` for the row, except that revoked stays revoked (revocation is final)."""
+    revoked = ClientStatus.REVOKED.value
+    return case((clients.c.status == revoked, revoked), else_=status.value)
+
+
+def _issue_statement(dialect: str) -> Executable:
+    """Insert a challenge; if its client already has a live one, overwrite that row instead.
+
+    The conflict target is the partial unique index on live challenges, so superseding is one
+    atomic statement: two concurrent issues on PostgreSQL serialise on the index entry and the
+    later one replaces the earlier, rather than both staying live or one failing.
+    """
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(challenges)
+    return stmt.on_conflict_do_update(
+        index_elements=[challenges.c.client_id],
+        index_where=challenges.c.consumed_at.is_(None),
+        set_={c.name: stmt.excluded[c.name] for c in challenges.c if c.name != "client_id"},
+    )
+
+
+_GET_CLIENT: Final = select(clients).where(clients.c.client_id == bindparam("b_id"))
+# Built once: these two are on the login hot path.
+_CONSUME: Final = (
+    update(challenges)
+    .where(
+        challenges.c.challenge_id == bindparam("b_id"),
+        challenges.c.client_id == bindparam("b_client"),
+        challenges.c.consumed_at.is_(None),
+        challenges.c.expires_at > bindparam("b_now", type_=challenges.c.expires_at.type),
+    )
+    .values(consumed_at=bindparam("b_now", type_=challenges.c.consumed_at.type))
+    .returning(*challenges.c)
+)
+
+
+class SqlChallengeStore:
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+        self._issue = _issue_statement(db.engine.dialect.name)
+
+    async def issue(self, challenge: Challenge) -> None:
+        if challenge.consumed_at is not None:
+            raise ValueError("an issued challenge must be unconsumed")
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(self._issue, challenge_values(challenge))
+        except IntegrityError as exc:
+            # The upsert absorbs the live-challenge index; only the primary key is left.
+            raise Conflict("challenge id already issued") from exc
+
+    async def consume(
+        self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
+    ) -> Challenge | None:
+        params = {"b_id": challenge_id, "b_client": client_id, "b_now": now}
+        async with self._db.write() as conn:
+            row = (await conn.execute(_CONSUME, params)).one_or_none()
+        return None if row is None else challenge_from_row(row)
+
+    async def void_for_client(self, client_id: ClientId, now: datetime) -> int:
+        stmt = (
+            update(challenges)
+            .where(challenges.c.client_id == client_id, challenges.c.consumed_at.is_(None))
+            .values(consumed_at=now)
+        )
+        async with self._db.write() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def purge_expired(self, before: datetime) -> int:
+        stmt = challenges.delete().where(challenges.c.expires_at < before)
+        async with self._db.write() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+
+class SqlAuditLog:
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    async def append(self, event: AuditEvent) -> AuditEntry:
+        last_stmt = select(audit_entries.c.seq, audit_entries.c.hash)
+        last_stmt = last_stmt.order_by(audit_entries.c.seq.desc()).limit(1)
+        async with self._lock, self._db.write() as conn:
+            if self._db.is_postgresql:
+                lock_key = literal(_AUDIT_LOCK_KEY, BigInteger)
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+            last = (await conn.execute(last_stmt)).one_or_none()
+            entry = (
+                chain_entry(event)
+                if last is None
+                else chain_entry(event, prev_seq=last.seq, prev_hash=bytes(last.hash))
+            )
+            await conn.execute(insert(audit_entries), audit_values(entry))
+        return entry
+
+    async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        stmt = select(audit_entries).order_by(audit_entries.c.seq).limit(limit)
+        if after_id is not None:
+            stmt = stmt.where(audit_entries.c.seq > after_id)
+        async with self._db.read() as conn:
+            result = await conn.execute(stmt)
+            return [audit_entry_from_row(row) for row in result]
+
+
+class SqlAdminTokenStore:
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+
+    async def add(self, token: AdminToken) -> None:
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(insert(admin_tokens), admin_token_values(token))
+        except IntegrityError as exc:
+            raise Conflict("admin token id or hash already exists") from exc
+
+    async def find_active(self, token_hash: bytes) -> AdminToken | None:
+        stmt = select(admin_tokens).where(
+            admin_tokens.c.token_hash == token_hash, admin_tokens.c.revoked_at.is_(None)
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        return None if row is None else admin_token_from_row(row)
+
+    async def any_active(self) -> bool:
+        stmt = select(admin_tokens.c.token_id).where(admin_tokens.c.revoked_at.is_(None)).limit(1)
+        async with self._db.read() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def revoke(self, token_id: AdminTokenId, now: datetime) -> bool:
+        stmt = (
+            update(admin_tokens)
+            .where(admin_tokens.c.token_id == token_id, admin_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        async with self._db.write() as conn:
+            return (await conn.execute(stmt)).rowcount == 1

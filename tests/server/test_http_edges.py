@@ -1,0 +1,112 @@
+"""Transport and input rules: problem+json, 400/413/415, security headers, OpenAPI."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.server.conftest import Api, b64, channel
+
+
+async def test_health_and_security_headers(api: Api) -> None:
+    response = await api.http.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in response.headers
+
+
+async def test_hsts_when_the_request_arrived_over_tls(api: Api) -> None:
+    response = await api.http.get("https://testserver/health")
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_body_over_64_kib_is_413_and_the_server_keeps_serving(api: Api) -> None:
+    big = b'{"clientIdentifier": "' + b"a" * (65 * 1024) + b'"}'
+    response = await api.http.post(
+        "/v1/challenges", content=big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await api.http.get("/health")).status_code == 200
+
+
+async def test_non_json_content_type_is_415(api: Api) -> None:
+    response = await api.http.post(
+        "/v1/challenges", content=b"clientIdentifier=a", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"clientIdentifier": "a", "clientIdentifier": "b", "channelBinding": "AA=="}',
+        b'{"clientIdentifier": ' + b"9" * 5000 + b"}",
+        b'{"clientIdentifier": NaN}',
+        b"\xff\xfe",
+        b'{"clientIdentifier": 5, "channelBinding": "AA=="}',
+        b'{"clientIdentifier": "a b", "channelBinding": "AA=="}',
+        b'{"clientIdentifier": "a", "channelBinding": "not base64!"}',
+        b'{"clientIdentifier": "a", "channelBinding": "AA==", "extra": 1}',
+        b"[]",
+        b"null",
+    ],
+)
+async def test_malformed_bodies_are_400_never_500(api: Api, body: bytes) -> None:
+    response = await api.http.post(
+        "/v1/challenges", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await api.http.get("/health")).status_code == 200
+
+
+async def test_validation_errors_do_not_echo_input(api: Api) -> None:
+    secret_looking = "zks1_" + "Q" * 91 + "!"  # not a valid identifier: must be a 400
+    response = await api.http.post(
+        "/v1/challenges", json={"clientIdentifier": secret_looking, "channelBinding": "AA=="}
+    )
+    assert response.status_code == 400
+    assert "QQQQ" not in response.text
+
+
+async def test_unsupported_protocol_version_lists_supported_ones(api: Api) -> None:
+    await api.enroll("alice")
+    response = await api.http.post(
+        "/v1/challenges",
+        json={
+            "clientIdentifier": "alice",
+            "channelBinding": b64(channel()),
+            "protocolVersion": "9.9",
+        },
+    )
+    assert response.status_code == 400
+    assert "1.0" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/resources/..%2F..%2Fetc", "/v1/resources/%C3%A9", "/v1/clients/a%20b/commitment"]
+)
+async def test_path_tricks_are_400_or_404(api: Api, path: str) -> None:
+    response = await api.http.request(
+        "PUT" if path.endswith("commitment") else "GET", path, json={}
+    )
+    assert response.status_code in (400, 404)
+
+
+async def test_openapi_document_lists_every_endpoint(api: Api) -> None:
+    doc = (await api.http.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert set(paths) >= {
+        "/v1/clients", "/v1/challenges", "/v1/verify", "/v1/resources/{resource_id}",
+        "/v1/clients/{client_id}/commitment", "/v1/clients/{client_id}", "/v1/introspect",
+        "/health", "/.well-known/jwks.json",
+    }  # fmt: skip
+    assert "401" in paths["/v1/verify"]["post"]["responses"]
+    assert "409" in paths["/v1/clients"]["post"]["responses"]
+    assert "422" not in paths["/v1/verify"]["post"]["responses"]

@@ -1,0 +1,123 @@
+"""Backends for the storage contract suite: every test taking ``stores`` runs on each of them.
+
+PostgreSQL is the local server at 127.0.0.1:5432 (user ``postgres``, trust auth). The session
+creates its own uniquely named database and drops only that one. Unreachable, its tests are
+skipped, unless ``ZKAUTH_REQUIRE_SERVICES=1`` (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from zkauth.service.ports import Stores
+from zkauth.storage import open_memory_stores, open_sql_stores
+from zkauth.storage.schema import metadata
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+_POSTGRES = pytest.param("postgresql", marks=pytest.mark.services, id="postgresql")
+ALL_BACKENDS = ["memory", "sqlite", _POSTGRES]
+SQL_BACKENDS = ["sqlite", _POSTGRES]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: str | None  # None: the in-memory stores
+
+    async def open(self) -> Stores:
+        return open_memory_stores() if self.url is None else await open_sql_stores(self.url)
+
+    async def reset(self) -> None:
+        """Empty a shared database (PostgreSQL); SQLite files are per test, memory per open."""
+        if self.name != "postgresql" or self.url is None:
+            return
+        engine = create_async_engine(self.url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.drop_all)
+        finally:
+            await engine.dispose()
+
+
+async def _run_admin(statement: str) -> None:
+    # CREATE/DROP DATABASE cannot run inside a transaction: AUTOCOMMIT.
+    engine = create_async_engine(
+        f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres",
+        isolation_level="AUTOCOMMIT",
+        connect_args={"timeout": 5},
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    # A private loop, not pytest-asyncio's: this runs once per session, outside any test's loop.
+    name = f"zkauth_test_{secrets.token_hex(8)}"
+    loop = asyncio.new_event_loop()
+    try:
+        try:
+            loop.run_until_complete(_run_admin(f'CREATE DATABASE "{name}"'))
+        except (OSError, SQLAlchemyError) as exc:
+            reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} is unavailable: {exc!r}"
+            if os.environ.get("ZKAUTH_REQUIRE_SERVICES") == "1":
+                pytest.fail(f"{reason} (ZKAUTH_REQUIRE_SERVICES=1)")
+            pytest.skip(reason)
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        loop.run_until_complete(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        loop.close()
+
+
+def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    name: str = request.param
+    if name == "memory":
+        return Backend(name, None)
+    if name == "sqlite":
+        return Backend(name, f"sqlite+aiosqlite:///{tmp_path / 'zkauth.db'}")
+    return Backend(name, request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _backend(request, tmp_path)
+
+
+# Backends are built in sync fixtures: ``postgres_url`` runs its own loop, which it cannot do
+# from inside a running test loop.
+@pytest.fixture(params=SQL_BACKENDS)
+def any_sql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _backend(request, tmp_path)
+
+
+@pytest.fixture
+async def sql_backend(any_sql_backend: Backend) -> Backend:
+    """A SQL backend with an empty database, for tests that open several engines on it."""
+    await any_sql_backend.reset()
+    return any_sql_backend
+
+
+@pytest.fixture
+async def stores(backend: Backend) -> AsyncIterator[Stores]:
+    await backend.reset()
+    opened = await backend.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
