@@ -110,3 +110,27 @@ async def test_openapi_document_lists_every_endpoint(api: Api) -> None:
     assert "401" in paths["/v1/verify"]["post"]["responses"]
     assert "409" in paths["/v1/clients"]["post"]["responses"]
     assert "422" not in paths["/v1/verify"]["post"]["responses"]
+
+
+async def test_unexpected_errors_are_a_bare_500_with_one_log_line(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "zks1_must-never-appear-anywhere"
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(secret)
+
+    monkeypatch.setattr(api.container.challenges, "request", broken)
+    with caplog.at_level("DEBUG"):
+        response = await api.challenge("alice", channel())
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert secret not in response.text
+    assert "Traceback" not in response.text
+    logged = [r for r in caplog.records if r.name.startswith(("zkauth", "uvicorn", "starlette"))]
+    assert [r.getMessage() for r in logged] == [
+        "internal error: RuntimeError during POST /v1/challenges"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
+    assert secret not in caplog.text
+    assert (await api.http.get("/health")).status_code == 200

@@ -15,7 +15,7 @@ from zkauth import __version__
 from zkauth.bootstrap import Container, build
 from zkauth.config import Settings, load_settings
 from zkauth.errors import ZkAuthError
-from zkauth.server.middleware import BodyRules, SecurityHeaders
+from zkauth.server.middleware import BodyRules, InternalErrors, SecurityHeaders
 from zkauth.server.problems import (
     http_error_handler,
     validation_error_handler,
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     hsts = bool(settings and settings.hsts) or bool(container and container.settings.hsts)
     app.add_middleware(BodyRules)
     app.add_middleware(SecurityHeaders, always_hsts=hsts)
+    # Added last, so outermost of ours: it also catches what the middleware above might raise.
+    app.add_middleware(InternalErrors)
     return app
 
 

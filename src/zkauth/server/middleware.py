@@ -7,11 +7,14 @@ the one buffer needed to enforce the size limit.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zkauth.server.problems import PROBLEM_JSON, problem_body
+
+log = logging.getLogger("zkauth.server")
 
 MAX_BODY: Final = 64 * 1024
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
@@ -26,6 +29,37 @@ _SECURITY_HEADERS: Final = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
 _HSTS: Final = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+
+class InternalErrors:
+    """Outermost: an unexpected exception becomes a plain 500 problem and ONE log line naming the
+    exception class and route. No traceback and no exception message are logged or returned: they
+    can hold request data (secrets, proofs) that must never reach a log or a client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error(
+                "internal error: %s during %s %s",
+                type(exc).__name__, scope["method"], scope["path"],
+            )  # fmt: skip
+            if not started:
+                await _reject(send, 500, "internal", "Internal Server Error", "internal error")
 
 
 class SecurityHeaders:
