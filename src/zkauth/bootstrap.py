@@ -10,6 +10,7 @@ from typing import Any
 from zkauth.config import Settings
 from zkauth.crypto import check_rng
 from zkauth.errors import ConfigurationError
+from zkauth.observability import EventLog, Metrics
 from zkauth.service.access import Access
 from zkauth.service.audit import Auditor
 from zkauth.service.challenges import Challenges
@@ -74,13 +75,18 @@ class Container:
     access: Access
     credentials: Credentials
     jwks: dict[str, Any]
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.stores.close()
 
 
 async def build(
-    settings: Settings, *, stores: Stores | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    stores: Stores | None = None,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Container:
     """Wire settings → adapters → use cases. Refuses to start on a broken RNG, an unusable key,
     or (in production) without an admin credential."""
@@ -105,7 +111,8 @@ async def build(
     except BaseException:
         await stores.close()
         raise
-    auditor = Auditor(stores.audit, clock)
+    metrics = metrics or Metrics()
+    auditor = Auditor(stores.audit, clock, [metrics.observe, EventLog().observe])
     issuer = TokenIssuer([key], settings.issuer, settings.token_ttl_seconds)
     verifiers = {aud: TokenVerifier([key], settings.issuer, aud) for aud in policy.audiences}
     return Container(
@@ -122,6 +129,7 @@ async def build(
         access=Access(stores.clients, verifiers, policy.default_audience, clock),
         credentials=credentials,
         jwks=jwks([key]),
+        metrics=metrics,
     )
 
 

@@ -106,6 +106,7 @@ def serve(
         log_level="warning",
         server_header=False,
         proxy_headers=False,
+        log_config=None,  # zkauth configures logging itself (JSON lines)
     )
 
 

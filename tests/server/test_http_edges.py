@@ -134,3 +134,18 @@ async def test_unexpected_errors_are_a_bare_500_with_one_log_line(
     assert all(r.exc_info is None for r in caplog.records)
     assert secret not in caplog.text
     assert (await api.http.get("/health")).status_code == 200
+
+
+async def test_metrics_need_the_admin_credential_and_count_refusals(api: Api) -> None:
+    from tests.server.conftest import ADMIN_TOKEN
+
+    await api.challenge("nobody", channel())
+    assert (await api.http.get("/metrics")).status_code == 401
+    response = await api.http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200
+    text = response.text
+    assert 'zkauth_refusals_total{event="challenge",reason="unknown_client"} 1.0' in text
+    assert (
+        'zkauth_http_requests_total{method="POST",route="/v1/challenges",status="401"} 1.0' in text
+    )
+    assert "zkauth_http_request_duration_seconds_bucket" in text

@@ -15,6 +15,7 @@ from zkauth import __version__
 from zkauth.bootstrap import Container, build
 from zkauth.config import Settings, load_settings
 from zkauth.errors import ZkAuthError
+from zkauth.observability import Metrics, configure_logging
 from zkauth.server.middleware import BodyRules, InternalErrors, SecurityHeaders
 from zkauth.server.problems import (
     http_error_handler,
@@ -22,6 +23,7 @@ from zkauth.server.problems import (
     zkauth_error_handler,
 )
 from zkauth.server.routes import router
+from zkauth.server.telemetry import Telemetry
 
 DESCRIPTION = """\
 Zero-knowledge authentication: clients prove they know a secret without sending it
@@ -40,7 +42,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             app.state.container = container
             yield
             return
-        built = await build(settings or load_settings())
+        # The real server (also each worker process): logs become JSON lines.
+        configure_logging()
+        built = await build(settings or load_settings(), metrics=metrics)
         app.state.container = built
         try:
             yield
@@ -63,8 +67,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_exception_handler(HTTPException, http_error_handler)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     hsts = bool(settings and settings.hsts) or bool(container and container.settings.hsts)
+    # Middleware is built before the lifespan runs, so the metrics object must exist now: the
+    # container adopts it when the app builds its own.
+    metrics = container.metrics if container is not None else Metrics()
     app.add_middleware(BodyRules)
     app.add_middleware(SecurityHeaders, always_hsts=hsts)
+    app.add_middleware(Telemetry, metrics=metrics)
     # Added last, so outermost of ours: it also catches what the middleware above might raise.
     app.add_middleware(InternalErrors)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from zkauth import __version__
 from zkauth.bootstrap import Container
@@ -240,6 +241,18 @@ def _token_parameter(body: bytes, content_type: str) -> str:
     if not isinstance(token, str) or not token:
         raise ProtocolError("the token parameter is required")
     return token
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={**_REFUSED, 200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    summary="Prometheus metrics (admin credential)",
+)
+async def metrics(c: Deps, authorization: Annotated[str | None, Header()] = None) -> Response:
+    if not await c.credentials.is_admin(bearer(authorization)):
+        raise Refused()
+    return Response(c.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", response_model=s.HealthResponse, summary="Liveness")

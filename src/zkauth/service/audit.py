@@ -6,6 +6,7 @@ tokens: callers pass a fixed reason code and metadata such as the protocol versi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from zkauth.service.models import AuditEvent, ClientId, Outcome
@@ -22,14 +23,23 @@ class RequestContext:
 NO_CONTEXT = RequestContext()
 
 
+#: Something that wants to see every audited event after it is stored (metrics, logs, monitoring).
+Listener = Callable[[AuditEvent], Awaitable[None]]
+
+
 class Auditor:
-    """Appends events with the current time; an append that fails raises (never dropped)."""
+    """Appends events with the current time, then tells the listeners.
 
-    __slots__ = ("_clock", "_log")
+    An append that fails raises, so the request fails rather than going unrecorded; listeners
+    run only after the event is safely stored.
+    """
 
-    def __init__(self, log: AuditLog, clock: Clock) -> None:
+    __slots__ = ("_clock", "_listeners", "_log")
+
+    def __init__(self, log: AuditLog, clock: Clock, listeners: Sequence[Listener] = ()) -> None:
         self._log = log
         self._clock = clock
+        self._listeners = tuple(listeners)
 
     async def record(
         self,
@@ -41,14 +51,15 @@ class Auditor:
         reason: str | None = None,
         **detail: str,
     ) -> None:
-        await self._log.append(
-            AuditEvent(
-                at=self._clock.now(),
-                event=event,
-                outcome=outcome,
-                client_id=ClientId(client_id) if client_id is not None else None,
-                reason=reason,
-                remote_addr=ctx.remote_addr,
-                detail=detail,
-            )
+        record = AuditEvent(
+            at=self._clock.now(),
+            event=event,
+            outcome=outcome,
+            client_id=ClientId(client_id) if client_id is not None else None,
+            reason=reason,
+            remote_addr=ctx.remote_addr,
+            detail=detail,
         )
+        await self._log.append(record)
+        for listener in self._listeners:
+            await listener(record)

@@ -8,6 +8,7 @@ is no real one, so an unknown client, a missing challenge and a wrong proof cost
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import Final
 
 from zkauth.crypto import Credential, LoginStatement, Point, verify
@@ -15,7 +16,7 @@ from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
 from zkauth.service import lockout
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
-from zkauth.service.models import ChallengeId, ClientId, Outcome
+from zkauth.service.models import ChallengeId, Client, ClientId, Outcome
 from zkauth.service.policy import Policy
 from zkauth.service.ports import ChallengeStore, ClientStore, Clock
 from zkauth.tokens import IssuedToken, TokenIssuer
@@ -86,8 +87,7 @@ class Verification:
 
         if reason is not None:
             if ineligible is None and client is not None and challenge is not None:
-                # A real attempt on a live challenge: it counts towards the lockout.
-                await lockout.record_failure(self._clients, client, now, self._policy)
+                await self._count_failure(client, now, ctx)
             await self._audit.record(
                 "verification", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
             )
@@ -99,3 +99,11 @@ class Verification:
             "verification", Outcome.SUCCESS, ctx, client_id=client_id, audience=audience
         )
         return token
+
+    async def _count_failure(self, client: Client, now: datetime, ctx: RequestContext) -> None:
+        """A real attempt on a live challenge failed: it counts towards the lockout."""
+        if await lockout.record_failure(self._clients, client, now, self._policy):
+            await self._audit.record(
+                "lockout", Outcome.SUCCESS, ctx, client_id=client.client_id,
+                lockouts=str(client.lockout_count + 1),
+            )  # fmt: skip

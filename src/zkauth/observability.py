@@ -1,0 +1,139 @@
+"""Structured logs (JSON lines via structlog) and Prometheus metrics.
+
+Logs and metrics carry metadata only: routes, statuses, durations, event names, reason codes and
+client identifiers. Never secrets, proofs, tokens or request bodies; the audit trail is the
+record of who did what, logs are for operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Final
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from zkauth.service.models import AuditEvent, Outcome
+
+_LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+def configure_logging(level: str = "info", *, json: bool = True) -> None:
+    """Route structlog and the standard library (uvicorn included) to one stream of JSON lines.
+
+    Exception tracebacks are dropped rather than rendered: they can hold request data.
+    """
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_exception_info,
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
+
+
+def _drop_exception_info(
+    logger: object, name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    event.pop("exc_info", None)
+    event.pop("exception", None)
+    event.pop("stack_info", None)
+    return event
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own (one per app, so tests and
+    several apps in one process never collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "zkauth_http_requests", "HTTP requests by route template and status",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "zkauth_http_request_duration_seconds", "Time to answer, by route template",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.events = Counter(
+            "zkauth_auth_events", "Audited events by kind and outcome",
+            ["event", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "zkauth_refusals", "Refusals by event and internal reason (never sent to clients)",
+            ["event", "reason"], registry=self.registry,
+        )  # fmt: skip
+        self.lockouts = Counter(
+            "zkauth_lockouts",
+            "Clients locked after consecutive failed proofs",
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "zkauth_alerts", "Anomaly alerts raised, by kind", ["kind"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def observe(self, event: AuditEvent) -> None:
+        """Audit listener: count every audited event (and refusals by reason)."""
+        self.events.labels(event.event, str(event.outcome)).inc()
+        if event.outcome is Outcome.FAILURE:
+            self.refusals.labels(event.event, _reason_label(event.reason)).inc()
+        if event.event == "lockout":
+            self.lockouts.inc()
+        elif event.event == "alert":
+            self.alerts.labels(event.detail.get("kind", "unknown")).inc()
+
+
+def _reason_label(reason: str | None) -> str:
+    # Reasons are internal codes from a fixed set; cap the length so a bug cannot blow up labels.
+    return (reason or "none")[:64]
+
+
+class EventLog:
+    """Audit listener that writes one structured log line per audited event."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("zkauth.audit")
+
+    async def observe(self, event: AuditEvent) -> None:
+        # Synchronous on purpose: structlog's async methods hop to a thread per line.
+        log = self._log.warning if event.event == "alert" else self._log.info
+        log(
+            event.event,
+            outcome=str(event.outcome),
+            client_id=event.client_id,
+            reason=event.reason,
+            remote_addr=event.remote_addr,
+            **dict(event.detail),
+        )
