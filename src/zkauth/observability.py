@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Final
+from typing import Final, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -21,7 +21,9 @@ _LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool = True, stream: TextIO | None = None
+) -> None:
     """Route structlog and the standard library (uvicorn included) to one stream of JSON lines.
 
     Exception tracebacks are dropped rather than rendered: they can hold request data.
@@ -42,7 +44,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -61,12 +63,21 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
 
 
+_TRACEBACK_HEADER: Final = "Traceback (most recent call last)"
+
+
 def _drop_exception_info(
     logger: object, name: str, event: structlog.types.EventDict
 ) -> structlog.types.EventDict:
+    """No tracebacks in logs, also when a library formats one into its message (uvicorn does on
+    a failed start): keep only the final ``ExceptionType: message`` line."""
     event.pop("exc_info", None)
     event.pop("exception", None)
     event.pop("stack_info", None)
+    message = event.get("event")
+    if isinstance(message, str) and _TRACEBACK_HEADER in message:
+        lines = [line for line in message.splitlines() if line.strip()]
+        event["event"] = lines[-1] if lines else "error"
     return event
 
 
