@@ -39,7 +39,11 @@ class Auditor:
     def __init__(self, log: AuditLog, clock: Clock, listeners: Sequence[Listener] = ()) -> None:
         self._log = log
         self._clock = clock
-        self._listeners = tuple(listeners)
+        self._listeners = list(listeners)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Add a listener (composition time only, before requests are served)."""
+        self._listeners.append(listener)
 
     async def record(
         self,

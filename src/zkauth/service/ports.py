@@ -130,6 +130,26 @@ class AdminTokenStore(Protocol):
         ...
 
 
+class Counters(Protocol):
+    """Event counters shared by every server process (anomaly detection, DESIGN.md "Security
+    behaviour"). Event counts use fixed windows (``floor(now / window_seconds)``); distinct
+    members use a sliding window. Adapters that cannot count raise
+    :class:`~zkauth.errors.ServiceUnavailable`: monitoring fails closed."""
+
+    async def incr_window(self, key: str, window_seconds: int, now: float) -> int:
+        """Count one event in the current window of ``key``; return the window's count."""
+        ...
+
+    async def add_distinct(self, key: str, member: str, window_seconds: int, now: float) -> int:
+        """Add ``member`` to ``key``'s set; return how many distinct were seen in the last
+        ``window_seconds``."""
+        ...
+
+    async def window_count(self, key: str, window_seconds: int, now: float) -> int:
+        """The count of the window that contains ``now``, without counting anything."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Stores:
     """The four stores of one backend, and how to release what they hold (pools, files)."""

@@ -1,0 +1,116 @@
+"""Anomaly detection (DESIGN.md "Security behaviour"): an audit listener that raises alerts.
+
+Alerts: distributed brute force (≥ 50 failed proofs across ≥ 50 clients within 60 s), volume
+(≥ 20× the previous hour's audited events, with a floor so an idle server does not alert on its
+first burst), mass lockout (≥ 10 lockouts within 5 min) and any activity of a revoked client.
+Each alert is audited (and so logged and counted), once per window. A mass lockout escalates:
+rate limits tighten while its window, or the one after it, is open.
+
+Counters are shared through Redis when several processes serve, so thresholds hold cluster-wide.
+A counter backend that fails raises: the request fails closed instead of going unwatched.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from zkauth.service.audit import NO_CONTEXT, Auditor
+from zkauth.service.models import AuditEvent, Outcome
+from zkauth.service.ports import Clock, Counters
+
+
+class AlertKind(enum.StrEnum):
+    DISTRIBUTED_BRUTE_FORCE = "distributed_brute_force"
+    VOLUME = "volume"
+    MASS_LOCKOUT = "mass_lockout"
+    REVOKED_CLIENT_ACTIVITY = "revoked_client_activity"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thresholds:
+    brute_force_failures: int = 50
+    brute_force_clients: int = 50
+    brute_force_window: int = 60
+    volume_factor: int = 20
+    #: The baseline never counts as less than this many events per hour.
+    volume_min_baseline: int = 50
+    mass_lockouts: int = 10
+    mass_lockout_window: int = 300
+    #: Alert at most once per this many seconds per kind (per client for revoked activity).
+    alert_window: int = 300
+
+
+_HOUR = 3600
+
+
+class Monitor:
+    """Watches audited events. Attach with ``auditor.subscribe(monitor.observe)``."""
+
+    def __init__(
+        self, counters: Counters, clock: Clock, thresholds: Thresholds | None = None
+    ) -> None:
+        self._counters = counters
+        self._clock = clock
+        self._t = thresholds or Thresholds()
+        self._auditor: Auditor | None = None
+
+    def attach(self, auditor: Auditor) -> None:
+        """Audit alerts through ``auditor`` and watch everything it records."""
+        self._auditor = auditor
+        auditor.subscribe(self.observe)
+
+    async def observe(self, event: AuditEvent) -> None:
+        if event.event == "alert":
+            return
+        now = event.at.timestamp()
+        await self._volume(now)
+        if event.reason == "revoked" and event.client_id is not None:
+            await self._alert(AlertKind.REVOKED_CLIENT_ACTIVITY, now, event.client_id,
+                              activity=event.event)  # fmt: skip
+        if event.event == "verification" and event.outcome is Outcome.FAILURE:
+            await self._failure(event, now)
+        elif event.event == "lockout":
+            lockouts = await self._counters.incr_window(
+                "lockouts", self._t.mass_lockout_window, now
+            )
+            if lockouts >= self._t.mass_lockouts:
+                await self._alert(AlertKind.MASS_LOCKOUT, now, None, lockouts=str(lockouts))
+
+    async def escalated(self) -> bool:
+        """Whether a mass lockout was alerted in the current or the previous alert window."""
+        now, window = self._clock.now().timestamp(), self._t.alert_window
+        key = f"alert:{AlertKind.MASS_LOCKOUT}"
+        current = await self._counters.window_count(key, window, now)
+        return current > 0 or await self._counters.window_count(key, window, now - window) > 0
+
+    async def _volume(self, now: float) -> None:
+        count = await self._counters.incr_window("volume", _HOUR, now)
+        baseline = max(
+            await self._counters.window_count("volume", _HOUR, now - _HOUR),
+            self._t.volume_min_baseline,
+        )
+        if count >= self._t.volume_factor * baseline:
+            await self._alert(AlertKind.VOLUME, now, None, events=str(count),
+                              baseline=str(baseline))  # fmt: skip
+
+    async def _failure(self, event: AuditEvent, now: float) -> None:
+        window = self._t.brute_force_window
+        failures = await self._counters.incr_window("failures", window, now)
+        clients = await self._counters.add_distinct(
+            "failed-clients", event.client_id or "", window, now
+        )
+        if failures >= self._t.brute_force_failures and clients >= self._t.brute_force_clients:
+            await self._alert(AlertKind.DISTRIBUTED_BRUTE_FORCE, now, None,
+                              failures=str(failures), clients=str(clients))  # fmt: skip
+
+    async def _alert(
+        self, kind: AlertKind, now: float, client_id: str | None, **detail: str
+    ) -> None:
+        dedupe = f"alert:{kind}" + (f":{client_id}" if client_id else "")
+        if await self._counters.incr_window(dedupe, self._t.alert_window, now) != 1:
+            return  # already alerted in this window
+        assert self._auditor is not None, "Monitor.attach(auditor) must be called first"
+        await self._auditor.record(
+            "alert", Outcome.SUCCESS, NO_CONTEXT, client_id=client_id, kind=str(kind), **detail
+        )
