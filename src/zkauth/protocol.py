@@ -32,6 +32,8 @@ ROTATE_NEW_TAG: Final = b"zkauth-rotate-new-v1"
 LOGIN_TAG_TEXT: Final = LOGIN_TAG.decode("ascii")
 
 CLIENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,128}$"
+#: Credential strings start with this (PROTOCOL.md §5.1); identifiers may not.
+CREDENTIAL_PREFIX: Final = "zks1_"
 _CLIENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -42,6 +44,9 @@ def check_client_id(client_id: str) -> bytes:
     """
     if not isinstance(client_id, str) or _CLIENT_ID_RE.fullmatch(client_id) is None:
         raise ProtocolError(f"client identifier must match {CLIENT_ID_PATTERN}")
+    if client_id in (".", "..") or client_id.startswith(CREDENTIAL_PREFIX):
+        # Path segments, and pasted credential strings that must never reach logs (§1.3).
+        raise ProtocolError("client identifier is reserved")
     return client_id.encode("ascii")
 
 

@@ -252,3 +252,12 @@ def test_rng_health_check_refuses_broken_sources(rng: object) -> None:
 def test_generators_are_pinned() -> None:
     assert G.encode().hex() == "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76"
     assert H.encode().hex() == "108d531fa5f818c6ca355d785fd7da880552914e1b550bd0c3846f3e5518142f"
+
+
+@pytest.mark.parametrize(("k_s", "k_r"), [(1, 0), (0, 1)], ids=["A=G", "A=H"])
+def test_announcement_equal_to_a_generator_is_refused_even_with_the_secret(
+    k_s: int, k_r: int
+) -> None:
+    # Such a proof satisfies the equation but gives away s (or r): z_s - 1 = c·s.
+    proof = prove_with_nonces(CRED.s, CRED.r, STMT, Scalar.from_int(k_s), Scalar.from_int(k_r))
+    assert verify(STMT, proof).rejection is Rejection.ANNOUNCEMENT_IS_GENERATOR

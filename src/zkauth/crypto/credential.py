@@ -23,9 +23,9 @@ from zkauth.crypto.pedersen import commit
 from zkauth.crypto.sigma import Rng
 from zkauth.crypto.transcript import lp
 from zkauth.errors import CredentialFormatError, RandomnessError
-from zkauth.protocol import SCALAR_SIZE, check_client_id
+from zkauth.protocol import CREDENTIAL_PREFIX, SCALAR_SIZE, check_client_id
 
-PREFIX: Final = "zks1_"
+PREFIX: Final = CREDENTIAL_PREFIX
 _CHECK_DOMAIN: Final = b"zkauth-credential-v1"
 _CHECK_SIZE: Final = 4
 _ENCODED_SIZE: Final = 2 * SCALAR_SIZE + _CHECK_SIZE

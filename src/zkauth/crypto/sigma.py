@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from zkauth.crypto.group import Point, Scalar
-from zkauth.crypto.pedersen import H, commit
+from zkauth.crypto.pedersen import G, H, commit
 from zkauth.crypto.transcript import Statement, challenge_scalar, lp
 from zkauth.errors import EncodingError, RandomnessError
 from zkauth.protocol import POINT_SIZE, PROOF_SIZE, SCALAR_SIZE
@@ -64,6 +64,7 @@ class Rejection(enum.StrEnum):
     MALFORMED_PROOF = "malformed_proof"
     IDENTITY_COMMITMENT = "identity_commitment"
     ANNOUNCEMENT_IS_COMMITMENT = "announcement_is_commitment"
+    ANNOUNCEMENT_IS_GENERATOR = "announcement_is_generator"
     ZERO_CHALLENGE = "zero_challenge"
     EQUATION_FAILED = "equation_failed"
 
@@ -98,6 +99,9 @@ def verify(statement: Statement, proof: bytes) -> Verification:
     if a == commitment:
         # Only a prover that reveals its secret (k = (s, r)) sends this; refuse it outright.
         return Verification(False, Rejection.ANNOUNCEMENT_IS_COMMITMENT)
+    if a in (G, H):
+        # Likewise k = (1, 0) or (0, 1): the responses would give away s or r.
+        return Verification(False, Rejection.ANNOUNCEMENT_IS_GENERATOR)
     c = challenge_scalar(statement.transcript(a.encode()))
     if c.is_zero():
         # With c = 0 the equation holds for any A = z_s·G + z_r·H: it would prove nothing.

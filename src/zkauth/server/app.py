@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # A redirect would be built from the request's Host header; a wrong path is a 404.
+        redirect_slashes=False,
     )
     if container is not None:
         app.state.container = container

@@ -92,6 +92,10 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
     assert isinstance(exc, RequestValidationError)
     parts = []
     for error in exc.errors()[:10]:
+        if error.get("type") == "extra_forbidden":
+            # The location would be the sender's own key name: never reflect it.
+            parts.append("unknown field present")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return problem(400, "invalid_request", "Bad Request", "; ".join(parts) or "invalid request")

@@ -31,7 +31,11 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-_BAD: Final[Responses] = {400: _problem("malformed input")}
+_BAD: Final[Responses] = {
+    400: _problem("malformed input"),
+    413: _problem("body over 64 KiB"),
+    415: _problem("body not application/json"),
+}
 _REFUSED: Final[Responses] = {401: _problem("the single refusal, identical for every cause")}
 
 ClientIdPath = Annotated[str, Path(pattern=CLIENT_ID_PATTERN, max_length=128)]
@@ -206,6 +210,21 @@ async def revoke(
     "/v1/introspect",
     response_model=s.IntrospectionResponse,
     response_model_exclude_none=True,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {"token": {"type": "string", "minLength": 1}},
+                    }
+                }
+                for media in ("application/x-www-form-urlencoded", "application/json")
+            },
+        }
+    },
     responses={**_BAD, **_REFUSED},
     summary="RFC 7662 token introspection (admin or resource-server credential)",
 )

@@ -1,7 +1,9 @@
 """Access checks for bearer tokens: signature, audience, channel binding, and client status.
 
 Token signatures alone cannot express "revoked at once", so every check also reads the client's
-status: a revoked (or since re-locked) client's tokens stop working on the next request.
+status: a revoked client's tokens stop working on the next request. A *locked* client's tokens
+keep working until they expire: lockout stops new logins, and anyone can cause one with three
+bad proofs, so it must not log the real owner out.
 """
 
 from __future__ import annotations

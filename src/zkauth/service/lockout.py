@@ -1,7 +1,9 @@
 """Who may attempt a proof, and what a failed proof costs (DESIGN.md "Security behaviour").
 
 ``lockout_threshold`` consecutive failures lock a client for ``lockout_base``, doubling with each
-further lockout; a success resets both counters. A locked client is refused exactly like an
+further lockout; a success resets both counters. Only the real owner can succeed, and keeping the
+doubling across successes would let an attacker push a victim's lockouts towards the cap; an
+attacker who never succeeds does face the doubling. A locked client is refused exactly like an
 unknown one.
 """
 
