@@ -20,7 +20,7 @@ from zkauth.service.lifecycle import Lifecycle
 from zkauth.service.policy import Policy
 from zkauth.service.ports import AdminTokenStore, Clock, Stores
 from zkauth.service.verification import Verification
-from zkauth.storage import open_stores
+from zkauth.storage import PoolLimits, open_stores
 from zkauth.tokens import TokenIssuer, TokenVerifier, jwks, load_or_create_signing_key
 
 
@@ -89,14 +89,23 @@ async def build(
     metrics: Metrics | None = None,
 ) -> Container:
     """Wire settings → adapters → use cases. Refuses to start on a broken RNG, an unusable key,
-    or (in production) without an admin credential."""
+    a database schema that is not at head (unless ``auto_upgrade_db``; a new embedded SQLite
+    database is brought to head by itself), or (in production) without an admin credential."""
     check_rng()
     policy = settings.policy()
     clock = clock or SystemClock()
     key = load_or_create_signing_key(settings.resolved_signing_key_path)
     if stores is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        stores = await open_stores(settings.resolved_database_url)
+        stores = await open_stores(
+            settings.resolved_database_url,
+            upgrade=settings.auto_upgrade_db,
+            pool=PoolLimits(
+                settings.db_pool_size,
+                settings.db_max_overflow,
+                settings.db_pool_timeout_seconds,
+            ),
+        )
     try:
         credentials = Credentials(
             stores.admin_tokens,

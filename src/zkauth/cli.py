@@ -26,6 +26,7 @@ from zkauth.errors import ConfigurationError, ZkAuthError
 from zkauth.service.clock import SystemClock
 from zkauth.service.models import AdminToken, AdminTokenId
 from zkauth.storage import open_stores
+from zkauth.storage.commands import register as register_db_commands
 
 err = Console(stderr=True)
 app = typer.Typer(
@@ -69,6 +70,13 @@ def serve(
             "--production", help="Production mode: refuse to start without an admin credential"
         ),
     ] = False,
+    upgrade_db: Annotated[
+        bool,
+        typer.Option(
+            "--upgrade-db",
+            help="Migrate the database schema to this version first (else refuse an old one)",
+        ),
+    ] = False,
 ) -> None:
     """Run the zkauth server.
 
@@ -82,12 +90,9 @@ def serve(
     flags: dict[str, object] = {
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
         "workers": workers, "env": "production" if production else None,
+        "auto_upgrade_db": True if upgrade_db else None,
     }  # fmt: skip
     settings = _settings(**flags)
-    # Workers are separate processes that read their settings from the environment.
-    for name, value in flags.items():
-        if value is not None:
-            os.environ[f"ZKAUTH_{name.upper()}"] = str(value)
     try:  # fail here, with a clear message, rather than in every worker
         asyncio.run(_check_startup(settings))
     except ZkAuthError as exc:
@@ -97,6 +102,11 @@ def serve(
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
         f"{'production' if settings.production else 'development'} mode)"
     )
+    # Workers are separate processes that read their settings from the environment. Set only
+    # once the checks passed, right before serving: this process does nothing else afterwards.
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[f"ZKAUTH_{name.upper()}"] = str(value)
     uvicorn.run(
         "zkauth.server.app:create_app",
         factory=True,
@@ -151,7 +161,10 @@ def create_token(
             )
             return token_id
 
-    token_id = asyncio.run(store())
+    try:
+        token_id = asyncio.run(store())
+    except ZkAuthError as exc:
+        raise _fail(str(exc), 4) from None
     err.print(f"created admin credential {token_id} ({name}); it is shown only once:")
     print(value)
 
@@ -200,6 +213,7 @@ def version() -> None:
 
 
 register_client_commands(app)
+register_db_commands(app)
 
 
 def main() -> None:

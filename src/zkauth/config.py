@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file zkauth.db in the data directory"
     )
+    auto_upgrade_db: bool = Field(
+        False, description="migrate the database to this version's schema at start"
+    )
+    db_pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL connections kept open")
+    db_max_overflow: int = Field(
+        5, ge=0, le=1000, description="further PostgreSQL connections opened under load"
+    )
+    db_pool_timeout_seconds: float = Field(
+        5, gt=0, le=300, description="wait for a free connection before failing closed (503)"
+    )
     signing_key_path: Path | None = Field(
         None, description="Ed25519 PEM; default: signing-key.pem in the data directory"
     )

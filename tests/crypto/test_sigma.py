@@ -27,7 +27,8 @@ from zkauth.crypto import (
 )
 from zkauth.crypto import sigma as sigma_module
 from zkauth.crypto.hazmat import L, challenge_scalar, prove_with_nonces
-from zkauth.errors import RandomnessError
+from zkauth.errors import ProtocolError, RandomnessError
+from zkauth.protocol import check_client_id
 
 CRED = Credential.generate()
 OTHER = Credential.generate()
@@ -36,7 +37,16 @@ CB = os.urandom(32)
 STMT = LoginStatement(CRED.commitment, "alice", NONCE, CB)
 PROOF = prove(CRED, STMT)
 
-client_ids = st.from_regex(r"[A-Za-z0-9._-]{1,128}", fullmatch=True)
+
+def _allowed(client_id: str) -> bool:
+    try:
+        check_client_id(client_id)
+    except ProtocolError:
+        return False
+    return True
+
+
+client_ids = st.from_regex(r"[A-Za-z0-9._-]{1,128}", fullmatch=True).filter(_allowed)
 channel_bindings = st.sampled_from([32, 48]).flatmap(lambda n: st.binary(min_size=n, max_size=n))
 nonces = st.binary(min_size=24, max_size=24)
 

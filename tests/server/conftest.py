@@ -103,7 +103,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN)
     url = "memory://" if request.param == "memory" else settings.resolved_database_url
     clock = FixedClock(datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
-    container = await build(settings, stores=await open_stores(url), clock=clock)
+    container = await build(settings, stores=await open_stores(url, upgrade=True), clock=clock)
     app = create_app(container=container)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -38,16 +38,22 @@ class Backend:
     url: str | None  # None: the in-memory stores
 
     async def open(self) -> Stores:
-        return open_memory_stores() if self.url is None else await open_sql_stores(self.url)
+        if self.url is None:
+            return open_memory_stores()
+        return await open_sql_stores(self.url, upgrade=True)
 
     async def reset(self) -> None:
-        """Empty a shared database (PostgreSQL); SQLite files are per test, memory per open."""
+        """Empty a shared database (PostgreSQL); SQLite files are per test, memory per open.
+
+        The migrations' version table goes too, so the next open migrates from scratch.
+        """
         if self.name != "postgresql" or self.url is None:
             return
         engine = create_async_engine(self.url)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         finally:
             await engine.dispose()
 
@@ -66,9 +72,12 @@ async def _run_admin(statement: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    # A private loop, not pytest-asyncio's: this runs once per session, outside any test's loop.
+def own_postgres_database() -> Iterator[str]:
+    """Create a uniquely named, empty database, yield its URL, drop it (and only it) at the end.
+
+    A private loop, not pytest-asyncio's: fixtures built on this are sync and run outside any
+    test's loop. Unreachable PostgreSQL skips, or fails under ``ZKAUTH_REQUIRE_SERVICES=1``.
+    """
     name = f"zkauth_test_{secrets.token_hex(8)}"
     loop = asyncio.new_event_loop()
     try:
@@ -83,6 +92,18 @@ def postgres_url() -> Iterator[str]:
         loop.run_until_complete(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         loop.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One database for the whole session; tests empty it with :meth:`Backend.reset`."""
+    yield from own_postgres_database()
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A database of the test's own, empty: for tests of the schema itself (migrations)."""
+    yield from own_postgres_database()
 
 
 def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

@@ -4,17 +4,23 @@ PostgreSQL). :func:`open_stores` picks one from a URL, so settings need only one
 from __future__ import annotations
 
 from zkauth.service.ports import Stores
+from zkauth.storage.engine import PoolLimits
 from zkauth.storage.memory import open_memory_stores
 from zkauth.storage.sql import open_sql_stores
 
-__all__ = ["MEMORY_URL", "open_memory_stores", "open_sql_stores", "open_stores"]
+__all__ = ["MEMORY_URL", "PoolLimits", "open_memory_stores", "open_sql_stores", "open_stores"]
 
 #: The URL of the in-memory stores (nothing survives the process).
 MEMORY_URL = "memory://"
 
 
-async def open_stores(url: str, *, create_schema: bool = True) -> Stores:
-    """``memory://`` for the in-memory stores; any SQLAlchemy URL for SQLite or PostgreSQL."""
+async def open_stores(url: str, *, upgrade: bool = False, pool: PoolLimits | None = None) -> Stores:
+    """``memory://`` for the in-memory stores; any SQLAlchemy URL for SQLite or PostgreSQL.
+
+    ``upgrade`` migrates a SQL database to this zkauth's schema instead of refusing to open one
+    that is behind (see :func:`open_sql_stores`); ``pool`` sizes PostgreSQL's connection pool.
+    The memory stores have no schema and no pool, and ignore both.
+    """
     if url == MEMORY_URL:
         return open_memory_stores()
-    return await open_sql_stores(url, create_schema=create_schema)
+    return await open_sql_stores(url, upgrade=upgrade, pool=pool)

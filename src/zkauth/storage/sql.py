@@ -5,9 +5,7 @@ Atomicity is pushed into single statements wherever possible (``UPDATE … RETUR
 an upsert against a partial unique index to issue), so correctness does not depend on isolation
 levels and holds across server processes. Two places need more:
 
-* SQLite: every write transaction starts with ``BEGIN IMMEDIATE``. A transaction that read first
-  and then writes cannot wait for the write lock in WAL mode (``SQLITE_BUSY_SNAPSHOT``); taking it
-  up front lets ``busy_timeout`` do its job.
+* SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (see ``engine.py``).
 * The audit chain reads the last entry and appends the next, so appends are serialised: an
   ``asyncio.Lock`` per process, plus ``BEGIN IMMEDIATE`` on SQLite or a transaction-scoped
   advisory lock on PostgreSQL across processes.
@@ -19,20 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Connection,
     Executable,
     bindparam,
     case,
-    event,
     func,
     insert,
     literal,
@@ -40,12 +34,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError
 
-from zkauth.errors import ConfigurationError, Conflict, ServiceUnavailable
+from zkauth.errors import Conflict
 from zkauth.protocol import POINT_SIZE
 from zkauth.service.models import (
     AdminToken,
@@ -60,6 +51,8 @@ from zkauth.service.models import (
     chain_entry,
 )
 from zkauth.service.ports import Stores
+from zkauth.storage.engine import Database, PoolLimits, open_database
+from zkauth.storage.migrate import prepare_schema
 from zkauth.storage.schema import (
     admin_token_from_row,
     admin_token_values,
@@ -73,113 +66,44 @@ from zkauth.storage.schema import (
     client_from_row,
     client_values,
     clients,
-    metadata,
 )
 
 __all__ = ["open_sql_stores"]
 
-_ASYNC_DRIVERS: Final = {
-    "sqlite": "sqlite+aiosqlite",
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-}
-_SQLITE_PRAGMAS: Final = (
-    "PRAGMA journal_mode=WAL",  # readers never block the writer, nor it them
-    "PRAGMA synchronous=NORMAL",  # durable at checkpoints; safe against corruption in WAL mode
-    "PRAGMA busy_timeout=5000",  # wait for the write lock instead of failing at once
-    "PRAGMA foreign_keys=ON",
-)
-_BEGIN_OPTION: Final = "zkauth_sqlite_begin"
-_UNAVAILABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
 # One 64-bit key for the audit chain's advisory lock, derived rather than picked by hand.
 _AUDIT_LOCK_KEY: Final = int.from_bytes(
     hashlib.sha256(b"zkauth.audit_entries").digest()[:8], "big", signed=True
 )
 
 
-async def open_sql_stores(url: str, *, create_schema: bool = True) -> Stores:
+async def open_sql_stores(
+    url: str, *, upgrade: bool = False, pool: PoolLimits | None = None
+) -> Stores:
     """Open the stores on ``url`` (``sqlite:///path`` or ``postgresql://…``; the async driver is
-    chosen here). ``create_schema`` creates missing tables; production uses migrations."""
-    engine = create_async_engine(_async_url(url))
-    db = _Database(engine)
+    chosen here), after making sure the schema is at this zkauth's migration head.
+
+    The schema is never created behind the operator's back: a database that is not at head is
+    refused with :class:`~zkauth.errors.ConfigurationError`, unless ``upgrade`` is true or it is
+    a new, empty SQLite database (the embedded default's first start). See
+    :func:`zkauth.storage.migrate.prepare_schema`. ``pool`` sizes PostgreSQL's connection pool.
+    """
+    db = open_database(url, pool)
     try:
-        if create_schema:
-            async with db.write() as conn:
-                await conn.run_sync(metadata.create_all)
+        await prepare_schema(db, upgrade=upgrade)
     except BaseException:
-        await engine.dispose()
+        await db.dispose()
         raise
     return Stores(
         clients=SqlClientStore(db),
         challenges=SqlChallengeStore(db),
         audit=SqlAuditLog(db),
         admin_tokens=SqlAdminTokenStore(db),
-        closer=engine.dispose,
+        closer=db.dispose,
     )
 
 
-def _async_url(raw: str) -> URL:
-    url = make_url(raw)
-    url = url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        if in_memory or url.query.get("mode") == "memory":
-            # One shared in-memory connection cannot hold concurrent transactions.
-            raise ConfigurationError("in-memory SQLite is not supported: use the memory stores")
-        if "uri" not in url.query and not Path(database).expanduser().parent.is_dir():
-            # Found here rather than by a failing connect, which aiosqlite 0.22 handles badly
-            # (its worker thread later calls into the possibly closed event loop).
-            raise ConfigurationError(f"directory of the SQLite database does not exist: {database}")
-    return url
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take BEGIN away from the sqlite3 module (it skips it before SELECTs); _sqlite_on_begin
-    # emits it instead, so every transaction is a real one.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
-
-
-class _Database:
-    """An engine and the two kinds of transaction the stores open on it."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.is_postgresql = engine.dialect.name == "postgresql"
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-            event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
-        self._writer = engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable("database unavailable") from exc
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._writer.begin() as conn:
-                yield conn
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable("database unavailable") from exc
-
-
 class SqlClientStore:
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def create(self, client: Client) -> bool:
@@ -294,7 +218,7 @@ _CONSUME: Final = (
 
 
 class SqlChallengeStore:
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         self._issue = _issue_statement(db.engine.dialect.name)
 
@@ -332,7 +256,7 @@ class SqlChallengeStore:
 
 
 class SqlAuditLog:
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = asyncio.Lock()
 
@@ -364,7 +288,7 @@ class SqlAuditLog:
 
 
 class SqlAdminTokenStore:
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def add(self, token: AdminToken) -> None:

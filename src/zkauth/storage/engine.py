@@ -1,0 +1,163 @@
+"""Engines for the SQL stores and the migrations: URL → async driver, SQLite's connection set-up,
+PostgreSQL's pool limits, and the two kinds of transaction opened on them.
+
+Kept apart from ``sql.py`` so that the migrations (``migrate.py``) run on exactly the engine set-up
+the stores use (on SQLite: real transactions with ``BEGIN IMMEDIATE``, so DDL is atomic and
+concurrent upgrades serialise) without an import cycle.
+
+* SQLite: every write transaction starts with ``BEGIN IMMEDIATE``. A transaction that read first
+  and then writes cannot wait for the write lock in WAL mode (``SQLITE_BUSY_SNAPSHOT``); taking it
+  up front lets ``busy_timeout`` do its job.
+* PostgreSQL: the pool is sized by settings (:class:`PoolLimits`), because the product of pool
+  size, workers and hosts must stay under the server's ``max_connections``.
+
+Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: callers fail closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, InvalidRequestError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from zkauth.errors import ConfigurationError, ServiceUnavailable
+
+__all__ = ["Database", "PoolLimits", "async_url", "open_database", "sqlite_file_missing"]
+
+_ASYNC_DRIVERS: Final = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+_BACKENDS: Final = frozenset({"sqlite", "postgresql"})
+_SQLITE_PRAGMAS: Final = (
+    "PRAGMA journal_mode=WAL",  # readers never block the writer, nor it them
+    "PRAGMA synchronous=NORMAL",  # durable at checkpoints; safe against corruption in WAL mode
+    "PRAGMA busy_timeout=5000",  # wait for the write lock instead of failing at once
+    "PRAGMA foreign_keys=ON",
+)
+_BEGIN_OPTION: Final = "zkauth_sqlite_begin"
+UNAVAILABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """Connections one process may hold on PostgreSQL: ``size`` kept open, ``max_overflow`` more
+    under load, and ``timeout_seconds`` to wait for one before the request fails closed (503)
+    rather than queueing without bound. SQLite keeps SQLAlchemy's defaults: it has no server."""
+
+    size: int = 10
+    max_overflow: int = 5
+    timeout_seconds: float = 5.0
+
+
+def async_url(raw: str) -> URL:
+    """``raw`` with its async driver (aiosqlite, asyncpg) chosen, refusing what cannot work.
+
+    Messages never echo the URL whole: it may hold a password.
+    """
+    url = _parse(raw)
+    url = url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
+    if url.get_backend_name() not in _BACKENDS:
+        raise ConfigurationError(
+            f"unsupported database {url.get_backend_name()!r}: use sqlite:// or postgresql://"
+        )
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if in_memory or url.query.get("mode") == "memory":
+            # One shared in-memory connection cannot hold concurrent transactions.
+            raise ConfigurationError("in-memory SQLite is not supported: use the memory stores")
+        if "uri" not in url.query and not Path(database).expanduser().parent.is_dir():
+            # Found here rather than by a failing connect, which aiosqlite 0.22 handles badly
+            # (its worker thread later calls into the possibly closed event loop).
+            raise ConfigurationError(f"directory of the SQLite database does not exist: {database}")
+    return url
+
+
+def _parse(raw: str) -> URL:
+    try:
+        return make_url(raw)
+    except ArgumentError:
+        raise ConfigurationError("the database URL cannot be parsed") from None
+
+
+def sqlite_file_missing(raw: str) -> bool:
+    """Whether ``raw`` names a plain SQLite file that does not exist (yet): connecting would
+    create it, which a read-only question such as "which revision?" must not do."""
+    url = _parse(raw)
+    if url.get_backend_name() != "sqlite" or "uri" in url.query or not url.database:
+        return False
+    return url.database != ":memory:" and not Path(url.database).expanduser().exists()
+
+
+def open_database(raw: str, pool: PoolLimits | None = None) -> Database:
+    """An engine on ``raw`` set up as the stores need it. The caller disposes of it."""
+    url = async_url(raw)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        limits = pool or PoolLimits()
+        options = {
+            "pool_size": limits.size,
+            "max_overflow": limits.max_overflow,
+            "pool_timeout": limits.timeout_seconds,
+        }
+    try:
+        return Database(create_async_engine(url, **options))
+    except (ArgumentError, InvalidRequestError, ImportError) as exc:  # unknown, sync, missing
+        raise ConfigurationError(f"unusable database driver {url.drivername!r}: {exc}") from None
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take BEGIN away from the sqlite3 module (it skips it before SELECTs and DDL); _sqlite_on_begin
+    # emits it instead, so every transaction is a real one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+class Database:
+    """An engine and the two kinds of transaction the stores and migrations open on it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgresql = engine.dialect.name == "postgresql"
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        self._writer = engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
