@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import running_server
+from bench.server import GENEROUS_LIMITS, running_server
 from zkauth.crypto import Credential, LoginStatement, PossessionStatement, prove
 
 STEPS = ("enroll", "challenge", "verify", "resource")
@@ -65,7 +65,7 @@ def run(flows: int = 300) -> tuple[list[Row], float]:
     samples: dict[str, list[float]] = {step: [] for step in STEPS}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        running_server(Path(tmp)) as url,
+        running_server(Path(tmp), env=GENEROUS_LIMITS) as url,
         httpx.Client(base_url=url, timeout=10) as http,
     ):
         for n in range(min(20, flows)):  # warm up connections, caches, SQLite pages

@@ -7,11 +7,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Final
 
 import httpx
+
+#: Limits for benchmarks and tests that are not about rate limiting: they send far more than
+#: one client would from one address. The defaults (100 requests/s per IP, 10 challenges per
+#: client per minute) are what a real deployment gets.
+GENEROUS_LIMITS: Final = {
+    "ZKAUTH_RATE_GLOBAL_PER_SECOND": "1000000",
+    "ZKAUTH_RATE_IP_PER_SECOND": "1000000",
+    "ZKAUTH_RATE_CLIENT_PER_MINUTE": "1000000",
+}
 
 
 def free_port() -> int:
@@ -22,39 +32,61 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(data_dir: Path, *args: str, timeout: float = 30) -> Iterator[str]:
+def running_server(
+    data_dir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    timeout: float = 30,
+) -> Iterator[str]:
     """Start ``zkauth serve`` with ``data_dir`` and extra ``args``; yield its base URL.
 
-    The environment's ``ZKAUTH_*`` variables are dropped so the process sees only what is given.
-    The server is terminated on exit, also when the body raises.
+    The environment's ``ZKAUTH_*`` variables are dropped so the process sees only ``env``. Its
+    output goes to ``log`` when given (the JSON log stream, for tests that read it). The server
+    is terminated on exit, also when the body raises.
     """
     port = free_port()
     zkauth = Path(sys.executable).with_name("zkauth")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZKAUTH_")}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ZKAUTH_")}
+    environment.update(env or {})
     command = [str(zkauth), "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
-    process = subprocess.Popen(  # noqa: S603 (our own entry point, fixed arguments)
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"zkauth serve did not start: {stderr[-2000:]}")
-            time.sleep(0.1)
+    with ExitStack() as stack:
+        sink = stack.enter_context(log.open("wb")) if log is not None else subprocess.PIPE
+        process = subprocess.Popen(  # noqa: S603 (our own entry point, fixed arguments)
+            command, env=environment, stdout=subprocess.DEVNULL if log is None else sink,
+            stderr=sink if log is None else subprocess.STDOUT,
+        )  # fmt: skip
+        stack.callback(_stop, process)
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(process, url, timeout, log)
         yield url
-    finally:
-        process.terminate()
+
+
+def _wait_until_healthy(
+    process: subprocess.Popen[bytes], url: str, timeout: float, log: Path | None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            if log is not None:
+                output = log.read_text(errors="replace")
+            else:
+                output = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"zkauth serve did not start: {output[-2000:]}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr:
+        process.stderr.close()

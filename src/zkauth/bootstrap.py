@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,14 +13,25 @@ from zkauth.config import Settings
 from zkauth.crypto import check_rng
 from zkauth.errors import ConfigurationError
 from zkauth.observability import EventLog, Metrics
+from zkauth.ratelimit import (
+    MemoryCounters,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisCounters,
+    RedisRateLimiter,
+    Rule,
+    connect_redis,
+)
+from zkauth.server.guard import RequestGuard
 from zkauth.service.access import Access
 from zkauth.service.audit import Auditor
 from zkauth.service.challenges import Challenges
 from zkauth.service.clock import SystemClock
 from zkauth.service.enrollment import Enrollment
 from zkauth.service.lifecycle import Lifecycle
+from zkauth.service.monitoring import Monitor
 from zkauth.service.policy import Policy
-from zkauth.service.ports import AdminTokenStore, Clock, Stores
+from zkauth.service.ports import AdminTokenStore, Clock, Counters, Stores
 from zkauth.service.verification import Verification
 from zkauth.storage import PoolLimits, open_stores
 from zkauth.tokens import TokenIssuer, TokenVerifier, jwks, load_or_create_signing_key
@@ -32,15 +45,26 @@ def hash_secret(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+Closer = Callable[[], Awaitable[None]]
+
+
+class Role(enum.StrEnum):
+    """What a non-admin bearer credential may do. The admin credential may do all of it."""
+
+    INTROSPECT = "introspect"
+    SCRAPE = "scrape"
+
+
 class Credentials:
-    """Checks admin (and introspection) bearer credentials: configured or stored as hashes."""
+    """Checks bearer credentials: admin (configured, or stored as hashes by ``zkauth admin
+    create-token``) and the single-purpose ones of :class:`Role`, configured as settings."""
 
     def __init__(
-        self, store: AdminTokenStore, admin_hash: bytes | None, introspection_hash: bytes | None
+        self, store: AdminTokenStore, admin_hash: bytes | None, roles: dict[Role, bytes]
     ) -> None:
         self._store = store
         self._admin = admin_hash
-        self._introspection = introspection_hash
+        self._roles = roles
 
     async def is_admin(self, token: str | None) -> bool:
         if not token:
@@ -50,9 +74,9 @@ class Credentials:
             return True
         return await self._store.find_active(digest) is not None
 
-    async def may_introspect(self, token: str | None) -> bool:
-        introspection = self._introspection
-        if token and introspection and hmac.compare_digest(hash_secret(token), introspection):
+    async def allows(self, role: Role, token: str | None) -> bool:
+        expected = self._roles.get(role)
+        if token and expected and hmac.compare_digest(hash_secret(token), expected):
             return True
         return await self.is_admin(token)
 
@@ -76,9 +100,16 @@ class Container:
     credentials: Credentials
     jwks: dict[str, Any]
     metrics: Metrics
+    monitor: Monitor
+    #: ``None`` when rate limits are switched off (development only).
+    guard: RequestGuard | None
+    close_shared: Closer
 
     async def close(self) -> None:
-        await self.stores.close()
+        try:
+            await self.stores.close()
+        finally:
+            await self.close_shared()
 
 
 async def build(
@@ -107,10 +138,11 @@ async def build(
             ),
         )
     try:
+        roles = {Role.INTROSPECT: settings.introspection_token, Role.SCRAPE: settings.metrics_token}
         credentials = Credentials(
             stores.admin_tokens,
             _hash_or_none(settings.admin_token),
-            _hash_or_none(settings.introspection_token),
+            {role: hash_secret(v.get_secret_value()) for role, v in roles.items() if v},
         )
         if settings.production and not await credentials.any_admin():
             raise ConfigurationError(
@@ -120,8 +152,20 @@ async def build(
     except BaseException:
         await stores.close()
         raise
+    limiter, counters, close_shared = await _shared_state(settings)
     metrics = metrics or Metrics()
     auditor = Auditor(stores.audit, clock, [metrics.observe, EventLog().observe])
+    monitor = Monitor(counters, clock)
+    monitor.attach(auditor)
+    guard = None
+    if settings.rate_limits:
+        guard = RequestGuard(
+            limiter, monitor,
+            global_rule=Rule(settings.rate_global_per_second, 1.0),
+            per_ip_rule=Rule(settings.rate_ip_per_second, 1.0),
+            per_client_rule=Rule(settings.rate_client_per_minute, 60.0),
+            trusted_proxies=settings.trusted_proxies,
+        )  # fmt: skip
     issuer = TokenIssuer([key], settings.issuer, settings.token_ttl_seconds)
     verifiers = {aud: TokenVerifier([key], settings.issuer, aud) for aud in policy.audiences}
     return Container(
@@ -139,7 +183,24 @@ async def build(
         credentials=credentials,
         jwks=jwks([key]),
         metrics=metrics,
+        monitor=monitor,
+        guard=guard,
+        close_shared=close_shared,
     )
+
+
+async def _shared_state(settings: Settings) -> tuple[RateLimiter, Counters, Closer]:
+    """Rate limiter and counters: in Redis when configured (shared by every process), else in
+    this process. Returns them with the function that releases them."""
+    if settings.redis_url is None:
+
+        async def nothing() -> None:
+            return None
+
+        return MemoryRateLimiter(), MemoryCounters(), nothing
+    redis = connect_redis(settings.redis_url, client_name="zkauth")
+    prefix = settings.redis_prefix
+    return RedisRateLimiter(redis, prefix), RedisCounters(redis, prefix), redis.aclose
 
 
 def _hash_or_none(secret: Any) -> bytes | None:

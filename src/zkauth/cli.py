@@ -17,6 +17,7 @@ import httpx
 import typer
 import uvicorn
 from rich.console import Console
+from rich.table import Table
 
 from zkauth import __version__
 from zkauth.bootstrap import build, hash_secret
@@ -169,41 +170,76 @@ def create_token(
     print(value)
 
 
-@admin.command("revoke")
-def revoke(
-    client_id: Annotated[str, typer.Argument(help="The client identifier to revoke")],
-    server: Annotated[
-        str, typer.Option(envvar="ZKAUTH_SERVER", help="Server URL")
-    ] = "http://127.0.0.1:8000",
-    admin_token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ZKAUTH_ADMIN_TOKEN", help="Admin credential (prefer the environment variable)"
-        ),
-    ] = None,
-) -> None:
-    """Revoke a client: its tokens stop working at once and it can never enroll again.
+ServerOption = Annotated[str, typer.Option(envvar="ZKAUTH_SERVER", help="Server URL")]
+AdminTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ZKAUTH_ADMIN_TOKEN", help="Admin credential (prefer the environment variable)"
+    ),
+]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
-    Example: ZKAUTH_ADMIN_TOKEN=... zkauth admin revoke --server http://127.0.0.1:8000 billing-agent
-    """
+
+def _admin_call(method: str, server: str, path: str, admin_token: str | None) -> httpx.Response:
+    """One admin request; failures become friendly messages and the documented exit codes."""
     if not admin_token:
         raise _fail("an admin credential is needed: set ZKAUTH_ADMIN_TOKEN", 2)
     try:
-        response = httpx.delete(
-            f"{server.rstrip('/')}/v1/clients/{client_id}",
+        response = httpx.request(
+            method,
+            f"{server.rstrip('/')}{path}",
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=10,
         )
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach {server}: {exc.__class__.__name__}", 3) from None
-    if response.status_code == 204:
-        err.print(f"{client_id} is revoked")
-        return
     if response.status_code == 401:
         raise _fail("the server refused the admin credential", 1)
     if response.status_code == 400:
         raise _fail(response.json().get("detail", "bad request"), 2)
-    raise _fail(f"the server answered {response.status_code}", 3)
+    if response.status_code >= 300:
+        raise _fail(f"the server answered {response.status_code}", 3)
+    return response
+
+
+@admin.command("revoke")
+def revoke(
+    client_id: Annotated[str, typer.Argument(help="The client identifier to revoke")],
+    server: ServerOption = DEFAULT_SERVER,
+    admin_token: AdminTokenOption = None,
+) -> None:
+    """Revoke a client: its tokens stop working at once and it can never enroll again.
+
+    Example: ZKAUTH_ADMIN_TOKEN=... zkauth admin revoke --server http://127.0.0.1:8000 billing-agent
+    """
+    _admin_call("DELETE", server, f"/v1/clients/{client_id}", admin_token)
+    err.print(f"{client_id} is revoked")
+
+
+@admin.command("alerts")
+def alerts(
+    server: ServerOption = DEFAULT_SERVER,
+    admin_token: AdminTokenOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document")] = False,
+) -> None:
+    """List recent anomaly alerts (brute force, volume, mass lockout, revoked-client activity).
+
+    Example: ZKAUTH_ADMIN_TOKEN=... zkauth admin alerts --server http://127.0.0.1:8000
+    """
+    response = _admin_call("GET", server, f"/v1/admin/alerts?limit={limit}", admin_token)
+    if as_json:
+        print(response.text)
+        return
+    found = response.json()["alerts"]
+    if not found:
+        err.print("no alerts")
+        return
+    table = Table("at", "kind", "client", "detail")
+    for alert in found:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(alert["detail"].items()))
+        table.add_row(alert["at"], alert["kind"], alert["clientId"] or "-", detail)
+    Console().print(table)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zkauth.errors import ConfigurationError
@@ -63,13 +63,36 @@ class Settings(BaseSettings):
         None, description="credential resource servers use for POST /v1/introspect"
     )
     hsts: bool = Field(False, description="send HSTS even when the request did not arrive as https")
+    metrics_token: SecretStr | None = Field(
+        None, description="credential a Prometheus scraper sends to GET /metrics"
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for rate limits and counters shared by every worker and host"
+    )
+    redis_prefix: str = Field("zkauth:", min_length=1, max_length=64)
+    rate_limits: bool = Field(True, description="enforce rate limits (mandatory in production)")
+    rate_global_per_second: int = Field(10_000, ge=1)
+    rate_ip_per_second: int = Field(100, ge=1)
+    rate_client_per_minute: int = Field(
+        10, ge=1, description="challenge requests per client identifier"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For is believed",
+    )
 
-    @field_validator("admin_token", "introspection_token")
+    @field_validator("admin_token", "introspection_token", "metrics_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
         return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.production and not self.rate_limits:
+            raise ValueError("rate limits are mandatory in production (ZKAUTH_RATE_LIMITS)")
+        return self
 
     @property
     def production(self) -> bool:

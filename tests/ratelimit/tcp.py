@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
+from bench.server import free_port
 
-def free_port() -> int:
-    """A port nothing listens on (just released by the OS)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+__all__ = ["Proxy", "SilentServer", "free_port"]
 
 
 class _Server:

@@ -16,9 +16,6 @@ from __future__ import annotations
 import base64
 import itertools
 import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,15 +25,10 @@ from typing import Any, Final
 
 import httpx
 import pytest
-from bench.server import free_port
+from bench.server import GENEROUS_LIMITS, running_server
 
-from tests.server.conftest import ADMIN_TOKEN, Api, b64, channel
-from zkauth.bootstrap import build
-from zkauth.config import Settings
+from tests.server.conftest import ADMIN_TOKEN, Api, app_client, b64, channel
 from zkauth.crypto import Credential, PossessionStatement, RotationStatement, prove
-from zkauth.server.app import create_app
-from zkauth.service.clock import FixedClock
-from zkauth.storage import open_stores
 
 __all__ = [
     "ADMIN_TOKEN",
@@ -230,20 +222,13 @@ class RedApi(Api):
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RedApi]:
-    settings = Settings(
-        data_dir=tmp_path,
-        admin_token=ADMIN_TOKEN,
+    async with app_client(
+        tmp_path,
+        request.param,
         introspection_token=INTROSPECTION_TOKEN,
         extra_audiences=[OTHER_AUDIENCE],
-    )
-    url = "memory://" if request.param == "memory" else settings.resolved_database_url
-    clock = FixedClock(START)
-    container = await build(settings, stores=await open_stores(url, upgrade=True), clock=clock)
-    app = create_app(container=container)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    ) as (http, container, clock):
         yield RedApi(http, container, clock)
-    await container.close()
 
 
 # -- a real server process --------------------------------------------------------------------
@@ -260,37 +245,10 @@ class Served:
 
 @contextmanager
 def served(data_dir: Path, *args: str, timeout: float = 30) -> Iterator[Served]:
-    """``zkauth serve`` on loopback with an admin credential, its stderr (the JSON log stream)
-    kept in a file so a test can read what the server logged. Like bench/server.py's
-    ``running_server``, which keeps stderr to itself."""
-    port = free_port()
-    zkauth = Path(sys.executable).with_name("zkauth")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZKAUTH_")}
-    env["ZKAUTH_ADMIN_TOKEN"] = ADMIN_TOKEN
-    log = data_dir / "server.log"
+    """``zkauth serve`` on loopback with an admin credential, its JSON log stream kept in a file
+    so a test can read what the server logged."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [str(zkauth), "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(  # noqa: S603 (our own entry point, fixed arguments)
-            command, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"zkauth serve did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+    log = data_dir / "server.log"
+    env = {"ZKAUTH_ADMIN_TOKEN": ADMIN_TOKEN, **GENEROUS_LIMITS}
+    with running_server(data_dir, *args, env=env, log=log, timeout=timeout) as url:
         yield Served(url, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -4,14 +4,7 @@ Policy (DESIGN.md "Security behaviour", seed defaults): 3 consecutive failed pro
 for 60 min, doubling on each repeat, reset on success. A locked client is refused exactly like
 an unknown one. Time is the fixture's FixedClock, moved by the test.
 
-Pending — being built now, deliberately not tested here yet:
-
-* line 27: per-IP, per-client and global rate limits → 429 with ``Retry-After``; a flood does not
-  slow other clients unduly;
-* line 28: 50 failures across 50 clients within 60 s raises a distributed-brute-force alert;
-  activity of a revoked client raises an alert;
-* line 29: a failing monitoring or audit backend never lets through a request that should be
-  refused.
+Lines 27–29 (rate limits, alerts, failing backends) are in test_abuse.py.
 """
 
 from __future__ import annotations

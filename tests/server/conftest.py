@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,14 +99,31 @@ def channel() -> bytes:
     return os.urandom(32)
 
 
+START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+PEER = ("203.0.113.7", 40000)
+
+
+@asynccontextmanager
+async def app_client(
+    tmp_path: Path, store: str = "sqlite", *, peer: tuple[str, int] = PEER, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Container, FixedClock]]:
+    """A real app on fresh stores (``memory`` or the embedded ``sqlite``) with a clock the test
+    moves, reached through httpx's ASGI transport from ``peer``. ``settings`` override the
+    defaults (admin credential set; rate limits from the test environment, see tests/conftest)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up, local disk)
+    config = Settings(**{"data_dir": tmp_path, "admin_token": ADMIN_TOKEN, **settings})
+    url = "memory://" if store == "memory" else config.resolved_database_url
+    clock = FixedClock(START)
+    container = await build(config, stores=await open_stores(url, upgrade=True), clock=clock)
+    transport = httpx.ASGITransport(app=create_app(container=container), client=peer)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http, container, clock
+    finally:
+        await container.close()
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN)
-    url = "memory://" if request.param == "memory" else settings.resolved_database_url
-    clock = FixedClock(datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
-    container = await build(settings, stores=await open_stores(url, upgrade=True), clock=clock)
-    app = create_app(container=container)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with app_client(tmp_path, request.param) as (http, container, clock):
         yield Api(http, container, clock)
-    await container.close()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
+from bench.server import GENEROUS_LIMITS, running_server
 from typer.testing import CliRunner
 
 from zkauth.bootstrap import build, hash_secret
 from zkauth.cli import app
+from zkauth.client import ZkAuthClient
 from zkauth.config import Settings, load_settings
+from zkauth.crypto import Credential
 from zkauth.errors import ConfigurationError
 from zkauth.storage import open_stores
 
@@ -59,3 +63,36 @@ def test_serve_refuses_production_without_admin_with_exit_code_4(tmp_path: Path)
     result = CliRunner().invoke(app, ["serve", "--production", "--data-dir", str(tmp_path)])
     assert result.exit_code == 4
     assert "admin credential" in result.output
+
+
+def test_admin_alerts_and_revoke_commands_against_a_real_server(tmp_path: Path) -> None:
+    token = "t" * 40
+    env = {"ZKAUTH_ADMIN_TOKEN": token, **GENEROUS_LIMITS}
+    with running_server(tmp_path, env=env) as url:
+        runner = CliRunner()
+        base = ["--server", url]
+        wrong = runner.invoke(app, ["admin", "alerts", *base], env={"ZKAUTH_ADMIN_TOKEN": "x" * 40})
+        assert wrong.exit_code == 1
+        assert "refused the admin credential" in wrong.output
+        with ZkAuthClient(url) as client:
+            client.enroll("ghost", Credential.generate())
+        revoked = runner.invoke(
+            app, ["admin", "revoke", *base, "ghost"], env={"ZKAUTH_ADMIN_TOKEN": token}
+        )
+        assert revoked.exit_code == 0, revoked.output
+        # Activity of the revoked identifier raises an alert, which the command lists.
+        httpx.post(
+            f"{url}/v1/challenges",
+            json={"clientIdentifier": "ghost", "channelBinding": "A" * 43 + "="},
+        )
+        listed = runner.invoke(
+            app, ["admin", "alerts", *base, "--json"], env={"ZKAUTH_ADMIN_TOKEN": token}
+        )
+        assert listed.exit_code == 0, listed.output
+        assert '"kind":"revoked_client_activity"' in listed.stdout
+        unreachable = runner.invoke(
+            app,
+            ["admin", "alerts", "--server", "http://127.0.0.1:9"],
+            env={"ZKAUTH_ADMIN_TOKEN": token},
+        )
+        assert unreachable.exit_code == 3

@@ -23,6 +23,8 @@ from zkauth.errors import (
     ServiceUnavailable,
     ZkAuthError,
 )
+from zkauth.ratelimit import RateLimitExceeded
+from zkauth.ratelimit import headers as rate_limit_headers
 
 PROBLEM_JSON: Final = "application/problem+json"
 #: Sent with every 401 from a bearer-protected endpoint (RFC 6750 §3), whatever the cause.
@@ -69,10 +71,10 @@ def error_response(request: Request, exc: ZkAuthError) -> Response:
     if isinstance(exc, NotFound):
         return problem(404, exc.code, "Not Found", "no such resource")
     if isinstance(exc, RateLimited):
-        return problem(
-            429, exc.code, "Too Many Requests", "rate limit exceeded",
-            {"Retry-After": str(exc.retry_after)},
-        )  # fmt: skip
+        extra = {"Retry-After": str(exc.retry_after)}
+        if isinstance(exc, RateLimitExceeded):
+            extra.update(rate_limit_headers(exc.decision))
+        return problem(429, exc.code, "Too Many Requests", "rate limit exceeded", extra)
     if isinstance(exc, ServiceUnavailable):
         return problem(503, exc.code, "Service Unavailable", "a backend is unavailable")
     return problem(500, "internal", "Internal Server Error", "internal error")

@@ -6,11 +6,11 @@ import json
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from zkauth import __version__
-from zkauth.bootstrap import Container
+from zkauth.bootstrap import Container, Role
 from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import CLIENT_ID_PATTERN, PROTOCOL_VERSION
 from zkauth.server import schemas as s
@@ -31,8 +31,15 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-_BAD: Final[Responses] = {
+#: What any rate-limited endpoint with path or query parameters may answer besides success.
+_GUARDED: Final[Responses] = {
     400: _problem("malformed input"),
+    429: _problem("rate limit exceeded; see Retry-After and RateLimit"),
+    503: _problem("a backend needed to decide safely is unavailable"),
+}
+#: ... and with a JSON body.
+_BAD: Final[Responses] = {
+    **_GUARDED,
     413: _problem("body over 64 KiB"),
     415: _problem("body not application/json"),
 }
@@ -51,6 +58,14 @@ Deps = Annotated[Container, Depends(container)]
 
 def context(request: Request) -> RequestContext:
     return RequestContext(remote_addr=request.client.host if request.client else None)
+
+
+async def limit_requests(
+    c: Container, request: Request, response: Response, client_id: str | None = None
+) -> None:
+    """Count the request against the rate limits (429 / 503 when refused or unavailable)."""
+    if c.guard is not None:
+        await c.guard.check(request, response, client_id)
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -80,6 +95,7 @@ def header_binding(value: str | None) -> bytes | None:
     summary="Enroll a client with its commitment and proof of possession",
 )
 async def enroll(body: s.EnrollmentRequest, request: Request, response: Response, c: Deps) -> Any:
+    await limit_requests(c, request, response)
     client = await c.enrollment.enroll(
         body.clientIdentifier,
         b64("commitment", body.commitment),
@@ -96,7 +112,8 @@ async def enroll(body: s.EnrollmentRequest, request: Request, response: Response
     responses={**_BAD, **_REFUSED},
     summary="Issue a single-use challenge (supersedes the client's older ones)",
 )
-async def challenge(body: s.ChallengeRequest, request: Request, c: Deps) -> Any:
+async def challenge(body: s.ChallengeRequest, request: Request, response: Response, c: Deps) -> Any:
+    await limit_requests(c, request, response, body.clientIdentifier)
     issued = await c.challenges.request(
         body.clientIdentifier,
         b64("channelBinding", body.channelBinding),
@@ -118,7 +135,8 @@ async def challenge(body: s.ChallengeRequest, request: Request, c: Deps) -> Any:
     responses={**_BAD, **_REFUSED},
     summary="Verify a proof for a challenge and issue an access token",
 )
-async def verify(body: s.VerifyRequest, request: Request, c: Deps) -> Any:
+async def verify(body: s.VerifyRequest, request: Request, response: Response, c: Deps) -> Any:
+    await limit_requests(c, request, response)
     token = await c.verification.verify(
         body.clientIdentifier,
         body.challengeId,
@@ -136,15 +154,18 @@ async def verify(body: s.VerifyRequest, request: Request, c: Deps) -> Any:
 @router.get(
     "/v1/resources/{resource_id}",
     response_model=s.ResourceResponse,
-    responses={**_BAD, **_REFUSED},
+    responses={**_GUARDED, **_REFUSED},
     summary="The server's own protected resource (tokens for its audience only)",
 )
 async def resource(
     resource_id: ClientIdPath,
+    request: Request,
+    response: Response,
     c: Deps,
     authorization: Annotated[str | None, Header()] = None,
     x_channel_binding: Annotated[str | None, Header()] = None,
 ) -> Any:
+    await limit_requests(c, request, response)
     token = bearer(authorization)
     if token is None:
         raise Refused()
@@ -167,10 +188,12 @@ async def rotate(
     client_id: ClientIdPath,
     body: s.RotationRequest,
     request: Request,
+    response: Response,
     c: Deps,
     authorization: Annotated[str | None, Header()] = None,
     x_channel_binding: Annotated[str | None, Header()] = None,
 ) -> Any:
+    await limit_requests(c, request, response)
     token, binding = bearer(authorization), header_binding(x_channel_binding)
     request_ = RotationRequest(
         client_id=client_id,
@@ -191,19 +214,20 @@ async def rotate(
     "/v1/clients/{client_id}",
     status_code=204,
     response_class=Response,
-    responses={**_BAD, **_REFUSED},
+    responses={**_GUARDED, **_REFUSED},
     summary="Revoke a client (admin credential); idempotent",
 )
 async def revoke(
     client_id: ClientIdPath,
     request: Request,
+    response: Response,
     c: Deps,
     authorization: Annotated[str | None, Header()] = None,
-) -> Response:
+) -> None:
+    await limit_requests(c, request, response)
     if not await c.credentials.is_admin(bearer(authorization)):
         raise Refused()
     await c.lifecycle.revoke(client_id, context(request))
-    return Response(status_code=204)
 
 
 @router.post(
@@ -229,9 +253,13 @@ async def revoke(
     summary="RFC 7662 token introspection (admin or resource-server credential)",
 )
 async def introspect(
-    request: Request, c: Deps, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    response: Response,
+    c: Deps,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Any:
-    if not await c.credentials.may_introspect(bearer(authorization)):
+    await limit_requests(c, request, response)
+    if not await c.credentials.allows(Role.INTROSPECT, bearer(authorization)):
         raise Refused()
     token = _token_parameter(await request.body(), request.headers.get("content-type", ""))
     claims = await c.access.introspect(token)
@@ -263,13 +291,43 @@ def _token_parameter(body: bytes, content_type: str) -> str:
 
 
 @router.get(
+    "/v1/admin/alerts",
+    response_model=s.AlertList,
+    responses={**_GUARDED, **_REFUSED},
+    summary="Recent anomaly alerts, newest first (admin credential)",
+)
+async def alerts(
+    request: Request,
+    response: Response,
+    c: Deps,
+    authorization: Annotated[str | None, Header()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    await limit_requests(c, request, response)
+    if not await c.credentials.is_admin(bearer(authorization)):
+        raise Refused()
+    entries = await c.stores.audit.latest("alert", limit)
+    return s.AlertList(
+        alerts=[
+            s.Alert(
+                at=e.event.at,
+                kind=e.event.detail.get("kind", "unknown"),
+                clientId=e.event.client_id,
+                detail={k: v for k, v in e.event.detail.items() if k != "kind"},
+            )
+            for e in entries
+        ]
+    )
+
+
+@router.get(
     "/metrics",
     response_class=Response,
     responses={**_REFUSED, 200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
-    summary="Prometheus metrics (admin credential)",
+    summary="Prometheus metrics (admin or metrics credential)",
 )
 async def metrics(c: Deps, authorization: Annotated[str | None, Header()] = None) -> Response:
-    if not await c.credentials.is_admin(bearer(authorization)):
+    if not await c.credentials.allows(Role.SCRAPE, bearer(authorization)):
         raise Refused()
     return Response(c.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

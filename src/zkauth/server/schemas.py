@@ -136,3 +136,14 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+
+
+class Alert(_Body):
+    at: datetime
+    kind: str
+    clientId: str | None = None  # noqa: N815
+    detail: dict[str, str]
+
+
+class AlertList(_Body):
+    alerts: list[Alert]

@@ -113,6 +113,10 @@ class AuditLog(Protocol):
         """Up to ``limit`` entries with ``seq > after_id``, oldest first."""
         ...
 
+    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
+        """Up to ``limit`` entries of one kind (e.g. ``"alert"``), newest first."""
+        ...
+
 
 class AdminTokenStore(Protocol):
     async def add(self, token: AdminToken) -> None:

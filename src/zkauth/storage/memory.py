@@ -8,6 +8,7 @@ with the process.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -169,6 +170,12 @@ class MemoryAuditLog:
         # seq runs 1, 2, 3, ... so entry n sits at index n - 1.
         start = max(after_id or 0, 0)
         return self._entries[start : start + limit]
+
+    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        found = (e for e in reversed(self._entries) if e.event.event == event)
+        return list(itertools.islice(found, limit))
 
 
 class MemoryAdminTokenStore:

@@ -286,6 +286,19 @@ class SqlAuditLog:
             result = await conn.execute(stmt)
             return [audit_entry_from_row(row) for row in result]
 
+    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        stmt = (
+            select(audit_entries)
+            .where(audit_entries.c.event == event)
+            .order_by(audit_entries.c.seq.desc())
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            result = await conn.execute(stmt)
+            return [audit_entry_from_row(row) for row in result]
+
 
 class SqlAdminTokenStore:
     def __init__(self, db: Database) -> None:

@@ -1,0 +1,16 @@
+"""Session-wide test settings."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from bench.server import GENEROUS_LIMITS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In-process apps built from ``Settings`` in tests get generous rate limits: tests send far
+    more requests from one address than a client would. Tests about rate limiting set their
+    limits explicitly, which overrides these."""
+    for name, value in GENEROUS_LIMITS.items():
+        os.environ.setdefault(name, value)
