@@ -64,6 +64,10 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL instead of the embedded SQLite")
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Redis for rate limits and counters shared by all workers and hosts"),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1]")] = None,
     production: Annotated[
         bool,
@@ -90,6 +94,7 @@ def serve(
     """
     flags: dict[str, object] = {
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
+        "redis_url": redis_url,
         "workers": workers, "env": "production" if production else None,
         "auto_upgrade_db": True if upgrade_db else None,
     }  # fmt: skip
