@@ -29,6 +29,7 @@ from zkauth.service.challenges import Challenges
 from zkauth.service.clock import SystemClock
 from zkauth.service.enrollment import Enrollment
 from zkauth.service.lifecycle import Lifecycle
+from zkauth.service.decoy import ensure_decoy
 from zkauth.service.monitoring import Monitor
 from zkauth.service.policy import Policy
 from zkauth.service.ports import AdminTokenStore, Clock, Counters, Stores
@@ -107,6 +108,7 @@ class Container:
 
     async def close(self) -> None:
         try:
+            await self.monitor.close()
             await self.stores.close()
         finally:
             await self.close_shared()
@@ -157,6 +159,7 @@ async def build(
     auditor = Auditor(stores.audit, clock, [metrics.observe, EventLog().observe])
     monitor = Monitor(counters, clock)
     monitor.attach(auditor)
+    await ensure_decoy(stores.clients, clock)
     guard = None
     if settings.rate_limits:
         guard = RequestGuard(

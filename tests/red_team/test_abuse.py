@@ -160,6 +160,7 @@ async def test_rt28_distributed_brute_force_raises_an_alert(api: Api) -> None:
         ch = await api.issued(client_id, cb)
         refused = await api.verify(client_id, ch, api.login_proof(wrong, client_id, ch, cb), cb)
         assert refused.status_code == 401
+    await api.container.monitor.drain()
     alerts = (await api.http.get("/v1/admin/alerts", headers=ADMIN)).json()["alerts"]
     assert [a["kind"] for a in alerts] == ["distributed_brute_force"]
     metrics = (await api.http.get("/metrics", headers=ADMIN)).text
@@ -170,6 +171,7 @@ async def test_rt28_activity_of_a_revoked_client_raises_an_alert(api: Api) -> No
     cred = await api.enroll("gone")
     await api.http.delete("/v1/clients/gone", headers=ADMIN)
     assert (await api.challenge("gone", channel())).status_code == 401
+    await api.container.monitor.drain()
     alerts = (await api.http.get("/v1/admin/alerts", headers=ADMIN)).json()["alerts"]
     assert [(a["kind"], a["clientId"]) for a in alerts] == [("revoked_client_activity", "gone")]
     assert cred  # the owner of the secret is irrelevant: the identifier alone raises it

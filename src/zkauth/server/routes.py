@@ -205,7 +205,7 @@ async def rotate(
     )
     if token is None or binding is None:
         raise Refused()
-    claims = await c.access.authorize(token, binding)
+    claims = c.access.check_token(token, binding)  # the client's standing: rotate's checklist
     rotated_at = await c.lifecycle.rotate(request_, claims, context(request))
     return s.RotationResponse(rotatedAt=rotated_at)
 

@@ -2,7 +2,8 @@
 
 A new challenge supersedes the client's older unconsumed ones (the store does it atomically) and
 expires after ``Policy.challenge_ttl``. Unknown, revoked and locked clients, and bindings of the
-wrong size, all get the same :class:`~zkauth.errors.Refused`.
+wrong size, all get the same :class:`~zkauth.errors.Refused`, after the same work: one lookup,
+one challenge written (to the decoy, :mod:`zkauth.service.decoy`), one audit entry.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from zkauth.crypto import Rng
 from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import CHANNEL_BINDING_SIZES, NONCE_SIZE, SUPPORTED_VERSIONS, check_client_id
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.lockout import refusal_for
 from zkauth.service.models import Challenge, ChallengeId, ClientId, Outcome
 from zkauth.service.policy import Policy
 from zkauth.service.ports import ChallengeStore, ClientStore, Clock
 
 _ID_BYTES = 18  # 144 bits: unguessable, and 24 base64url characters
+_DECOY_BINDING = bytes(32)
 
 
 class Challenges:
@@ -56,20 +59,22 @@ class Challenges:
         reason = refusal_for(client, now)
         if reason is None and len(channel_binding) not in CHANNEL_BINDING_SIZES:
             reason = "channel_binding_size"
-        if reason is not None:
-            await self._audit.record(
-                "challenge", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
-            )
-            raise Refused()
+        # A refusal issues its challenge to the decoy: the same write as an accepted request
+        # (timing), and nothing usable for the requested identifier.
+        holder = ClientId(client_id) if reason is None else DECOY_CLIENT_ID
         challenge = Challenge(
             challenge_id=ChallengeId(
                 "ch_" + base64.urlsafe_b64encode(self._rng(_ID_BYTES)).decode("ascii")
             ),
-            client_id=ClientId(client_id),
+            client_id=holder,
             nonce=self._rng(NONCE_SIZE),
-            channel_binding=channel_binding,
+            channel_binding=channel_binding if reason is None else _DECOY_BINDING,
             issued_at=now,
             expires_at=now + self._policy.challenge_ttl,
         )
         await self._challenges.issue(challenge)
+        outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
+        await self._audit.record("challenge", outcome, ctx, client_id=client_id, reason=reason)
+        if reason is not None:
+            raise Refused()
         return challenge

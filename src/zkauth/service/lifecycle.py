@@ -4,6 +4,8 @@ Rotation needs a token of the client itself, presented on the channel it was bou
 proofs over a fresh challenge of that channel: one with the old secret and one with the new, each
 bound to both commitments. The store swaps the commitment compare-and-set, so two rotations proven
 against the same old commitment cannot both win. Afterwards every pending challenge is void.
+Refusals do the same work as a rotation (decoy statements and decoy writes), so their timing
+does not tell why they were refused.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-from zkauth.crypto import Point, RotationStatement, verify
+from zkauth.crypto import Credential, Point, RotationStatement, verify
 from zkauth.errors import EncodingError, Refused
-from zkauth.protocol import check_client_id
+from zkauth.protocol import NONCE_SIZE, check_client_id
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
 from zkauth.service.lockout import refusal_for
 from zkauth.service.models import ChallengeId, ClientId, Outcome
 from zkauth.service.ports import ChallengeStore, ClientStore, Clock
@@ -34,6 +38,14 @@ class RotationRequest:
     channel_binding: bytes
 
 
+# Decoy statement parts for refusal paths (see zkauth.service.decoy): valid, owned by nobody.
+_DECOY_OLD: Final = Credential.generate().commitment
+_DECOY_NEW: Final = Credential.generate().commitment
+_DECOY_NONCE: Final = bytes(NONCE_SIZE)
+_DECOY_BINDING: Final = bytes(32)
+_DECOY_SUBJECT: Final = "decoy"
+
+
 class Lifecycle:
     def __init__(
         self, clients: ClientStore, challenges: ChallengeStore, auditor: Auditor, clock: Clock
@@ -48,51 +60,71 @@ class Lifecycle:
     ) -> datetime:
         """Replace the client's commitment; returns the rotation time or raises ``Refused``.
 
-        ``claims`` come from a token already verified against ``request.channel_binding``.
+        ``claims`` come from a token already verified (signature, audience, expiry, channel
+        binding); whether its client may still act is part of this checklist.
         """
         check_client_id(request.client_id)
         now = self._clock.now()
-        reason = await self._refusal(request, claims, now)
+        reason = await self._checklist(request, claims, now)
+        # The same writes on every path: the swap and the voiding, or two decoy writes.
+        if reason is None:
+            await self._challenges.void_for_client(ClientId(request.client_id), now)
+        else:
+            await decoy_failure(self._clients)
+            await self._challenges.void_for_client(DECOY_CLIENT_ID, now)
+        outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
+        await self._audit.record(
+            "rotation", outcome, ctx, client_id=request.client_id, reason=reason
+        )
         if reason is not None:
-            await self._audit.record(
-                "rotation", Outcome.FAILURE, ctx, client_id=request.client_id, reason=reason
-            )
             raise Refused()
-        await self._challenges.void_for_client(ClientId(request.client_id), now)
-        await self._audit.record("rotation", Outcome.SUCCESS, ctx, client_id=request.client_id)
         return now
 
-    async def _refusal(
+    async def _checklist(
         self, request: RotationRequest, claims: TokenClaims, now: datetime
     ) -> str | None:
+        """Every check runs on every path (no early return): a consume, a lookup, two proof
+        checks (against decoy statements where there is nothing real) and, only when all
+        passed, the compare-and-set. The first failed check is the reason."""
         client_id, binding = request.client_id, request.channel_binding
+        reasons: list[str] = []
+        owner = ClientId(client_id)
         if not hmac.compare_digest(claims.subject.encode(), client_id.encode()):
-            return "token_subject"
-        challenge = await self._challenges.consume(
-            ChallengeId(request.challenge_id), ClientId(client_id), now
-        )
+            reasons.append("token_subject")
+            # Same query, aimed where it cannot match: another client's token must not burn
+            # the victim's challenge.
+            owner = DECOY_CLIENT_ID
+        challenge = await self._challenges.consume(ChallengeId(request.challenge_id), owner, now)
         client = await self._clients.get(ClientId(client_id))
         if (ineligible := refusal_for(client, now)) is not None:
-            return ineligible
+            reasons.append(ineligible)
         if challenge is None:
-            return "challenge_unusable"
-        if not hmac.compare_digest(binding, challenge.channel_binding):
-            return "channel_binding_mismatch"
-        assert client is not None
+            reasons.append("challenge_unusable")
+        elif not hmac.compare_digest(binding, challenge.channel_binding):
+            reasons.append("channel_binding_mismatch")
         try:
             new = Point.decode(request.new_commitment)
         except EncodingError:
-            return "invalid_new_commitment"
-        old = Point.decode(client.commitment)
+            reasons.append("invalid_new_commitment")
+            new = _DECOY_NEW
+        old = Point.decode(client.commitment if client is not None else _DECOY_OLD.encode())
         if new == old:
-            return "same_commitment"
-        nonce = challenge.nonce
-        current = RotationStatement.current(old, new, client_id, nonce, binding)
-        if not verify(current, request.current_proof).valid:
-            return "current_proof"
-        proven_new = RotationStatement.new(old, new, client_id, nonce, binding)
-        if not verify(proven_new, request.new_proof).valid:
-            return "new_proof"
+            reasons.append("same_commitment")
+        real = not reasons and challenge is not None
+        nonce = challenge.nonce if real and challenge is not None else _DECOY_NONCE
+        cb = binding if real else _DECOY_BINDING
+        who = client_id if real else _DECOY_SUBJECT
+        current = RotationStatement.current(old, new, who, nonce, cb)
+        proven_new = RotationStatement.new(old, new, who, nonce, cb)
+        current_ok = verify(current, request.current_proof).valid
+        new_ok = verify(proven_new, request.new_proof).valid
+        if not current_ok:
+            reasons.append("current_proof")
+        if not new_ok:
+            reasons.append("new_proof")
+        if reasons:
+            return reasons[0]
+        assert client is not None
         if not await self._clients.rotate_commitment(
             client.client_id, old.encode(), new.encode(), now
         ):

@@ -1,8 +1,10 @@
 """Verification: consume a challenge, check the proof, issue an access token (PROTOCOL.md §6).
 
 Reads as a checklist. Every refusal raises the same :class:`~zkauth.errors.Refused`; the audit
-trail gets the reason. The proof check runs on every path, against a decoy statement when there
-is no real one, so an unknown client, a missing challenge and a wrong proof cost the same work.
+trail gets the reason. Every path does the same work — a consume, a lookup, a proof check
+(against a decoy statement when there is no real one), a lockout write, a token signature, an
+audit entry — so an unknown client, a missing challenge and a wrong proof cost what a valid
+login costs (measured by ``make bench-timing``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
 from zkauth.service import lockout
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
 from zkauth.service.models import ChallengeId, Client, ClientId, Outcome
 from zkauth.service.policy import Policy
 from zkauth.service.ports import ChallengeStore, ClientStore, Clock
@@ -85,20 +88,24 @@ class Verification:
         if reason is None and not result.valid:
             reason = f"proof:{result.rejection}"
 
-        if reason is not None:
-            if ineligible is None and client is not None and challenge is not None:
-                await self._count_failure(client, now, ctx)
+        # From here every path does the same work: one lockout write, one token signature, one
+        # audit entry (refusals spend theirs on the decoy and discard the token).
+        if reason is None and client is not None:
+            await lockout.record_success(self._clients, client)
+            token = self._issuer.issue(client_id, audience, channel_binding, now)
             await self._audit.record(
-                "verification", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
+                "verification", Outcome.SUCCESS, ctx, client_id=client_id, audience=audience
             )
-            raise Refused()
-        assert client is not None  # reason is None only when both were found
-        await lockout.record_success(self._clients, client)
-        token = self._issuer.issue(client_id, audience, channel_binding, now)
+            return token
+        if ineligible is None and client is not None and challenge is not None:
+            await self._count_failure(client, now, ctx)
+        else:
+            await decoy_failure(self._clients)
+        self._issuer.issue(DECOY_CLIENT_ID, audience, _DECOY_BINDING, now)
         await self._audit.record(
-            "verification", Outcome.SUCCESS, ctx, client_id=client_id, audience=audience
+            "verification", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
         )
-        return token
+        raise Refused()
 
     async def _count_failure(self, client: Client, now: datetime, ctx: RequestContext) -> None:
         """A real attempt on a live challenge failed: it counts towards the lockout."""
