@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check lint typecheck bench clean
+.PHONY: install run test check lint typecheck bench bench-timing clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Timing of every refusal path against the accepted one, with statistical tests (red-team 30).
+bench-timing: $(STAMP)
+	$(BIN)/python -m bench.timing
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -65,6 +65,16 @@ def test_every_group_is_compared_with_valid_and_with_each_other(report: Report) 
     ]
 
 
+def test_the_work_behind_each_request_is_counted_in_process(report: Report) -> None:
+    assert report.census is not None
+    assert set(report.census) == set(ENDPOINTS)
+    for per_group in report.census.values():
+        assert set(per_group) == set(GROUPS)
+        assert all(n >= 0 for ops in per_group.values() for n in ops.values())
+    # Every verify request checks one proof, whatever its group (real or decoy statement).
+    assert all(ops.get("proof verify") for ops in report.census["verify"].values())
+
+
 def test_the_report_renders_and_serialises(report: Report) -> None:
     console = Console(record=True, width=160)
     timing.render(report, console)
