@@ -68,6 +68,29 @@ async def limit_requests(
         await c.guard.check(request, response, client_id)
 
 
+def credential(role: Role | None) -> Any:
+    """A dependency: rate-limit the request, then require the admin credential (``None``) or
+    one that ``role`` allows. Refused with the endpoint's single 401 otherwise."""
+
+    async def check(
+        request: Request,
+        response: Response,
+        c: Deps,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        await limit_requests(c, request, response)
+        token = bearer(authorization)
+        allowed = (
+            await c.credentials.is_admin(token)
+            if role is None
+            else await c.credentials.allows(role, token)
+        )
+        if not allowed:
+            raise Refused()
+
+    return Depends(check)
+
+
 def bearer(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer …`` header (scheme case-insensitive)."""
     if authorization is None:
@@ -75,6 +98,9 @@ def bearer(authorization: str | None) -> str | None:
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+Admin = Annotated[None, credential(None)]
 
 
 def header_binding(value: str | None) -> bytes | None:
@@ -217,16 +243,7 @@ async def rotate(
     responses={**_GUARDED, **_REFUSED},
     summary="Revoke a client (admin credential); idempotent",
 )
-async def revoke(
-    client_id: ClientIdPath,
-    request: Request,
-    response: Response,
-    c: Deps,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    await limit_requests(c, request, response)
-    if not await c.credentials.is_admin(bearer(authorization)):
-        raise Refused()
+async def revoke(client_id: ClientIdPath, request: Request, c: Deps, _: Admin) -> None:
     await c.lifecycle.revoke(client_id, context(request))
 
 
@@ -253,14 +270,8 @@ async def revoke(
     summary="RFC 7662 token introspection (admin or resource-server credential)",
 )
 async def introspect(
-    request: Request,
-    response: Response,
-    c: Deps,
-    authorization: Annotated[str | None, Header()] = None,
+    request: Request, c: Deps, _: Annotated[None, credential(Role.INTROSPECT)]
 ) -> Any:
-    await limit_requests(c, request, response)
-    if not await c.credentials.allows(Role.INTROSPECT, bearer(authorization)):
-        raise Refused()
     token = _token_parameter(await request.body(), request.headers.get("content-type", ""))
     claims = await c.access.introspect(token)
     if claims is None:
@@ -296,16 +307,7 @@ def _token_parameter(body: bytes, content_type: str) -> str:
     responses={**_GUARDED, **_REFUSED},
     summary="Recent anomaly alerts, newest first (admin credential)",
 )
-async def alerts(
-    request: Request,
-    response: Response,
-    c: Deps,
-    authorization: Annotated[str | None, Header()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
-    await limit_requests(c, request, response)
-    if not await c.credentials.is_admin(bearer(authorization)):
-        raise Refused()
+async def alerts(c: Deps, _: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
     entries = await c.stores.audit.latest("alert", limit)
     return s.AlertList(
         alerts=[
@@ -323,12 +325,14 @@ async def alerts(
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={**_REFUSED, 200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    responses={
+        **_GUARDED,
+        **_REFUSED,
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+    },
     summary="Prometheus metrics (admin or metrics credential)",
 )
-async def metrics(c: Deps, authorization: Annotated[str | None, Header()] = None) -> Response:
-    if not await c.credentials.allows(Role.SCRAPE, bearer(authorization)):
-        raise Refused()
+async def metrics(c: Deps, _: Annotated[None, credential(Role.SCRAPE)]) -> Response:
     return Response(c.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
