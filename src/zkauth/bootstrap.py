@@ -27,9 +27,9 @@ from zkauth.service.access import Access
 from zkauth.service.audit import Auditor
 from zkauth.service.challenges import Challenges
 from zkauth.service.clock import SystemClock
+from zkauth.service.decoy import ensure_decoy
 from zkauth.service.enrollment import Enrollment
 from zkauth.service.lifecycle import Lifecycle
-from zkauth.service.decoy import ensure_decoy
 from zkauth.service.monitoring import Monitor
 from zkauth.service.policy import Policy
 from zkauth.service.ports import AdminTokenStore, Clock, Counters, Stores

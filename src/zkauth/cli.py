@@ -27,6 +27,7 @@ from zkauth.errors import ConfigurationError, ZkAuthError
 from zkauth.service.clock import SystemClock
 from zkauth.service.models import AdminToken, AdminTokenId
 from zkauth.storage import open_stores
+from zkauth.storage.audit_commands import register as register_audit_commands
 from zkauth.storage.commands import register as register_db_commands
 
 err = Console(stderr=True)
@@ -255,6 +256,7 @@ def version() -> None:
 
 register_client_commands(app)
 register_db_commands(app)
+register_audit_commands(app)
 
 
 def main() -> None:

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="CIDRs of reverse proxies whose X-Forwarded-For is believed",
     )
+    audit_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="audit entries older than this are pruned by `zkauth audit prune` (a "
+        "checkpoint keeps the rest verifiable); unset: kept forever",
+    )
 
     @field_validator("admin_token", "introspection_token", "metrics_token")
     @classmethod

@@ -24,7 +24,7 @@ from zkauth.storage import PoolLimits, open_memory_stores
 from zkauth.storage.migrate import HEAD_REVISION, current_revision, upgrade
 
 OUTDATED = (
-    "database schema is at none (no migration applied), this zkauth needs 0001: "
+    f"database schema is at none (no migration applied), this zkauth needs {HEAD_REVISION}: "
     "run `zkauth db upgrade` or start with `zkauth serve --upgrade-db`"
 )
 SERVICES = pytest.mark.services

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,10 +18,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, inspect, text
 
-from tests.storage.builders import make_client
+from tests.storage.builders import T0, make_client, make_event
 from zkauth.errors import ConfigurationError, ServiceUnavailable
+from zkauth.service.models import AuditEntry, chain_entry
 from zkauth.storage import MEMORY_URL, PoolLimits, open_sql_stores, open_stores
 from zkauth.storage.engine import open_database
 from zkauth.storage.migrate import (
@@ -30,11 +32,11 @@ from zkauth.storage.migrate import (
     current_revision,
     upgrade,
 )
-from zkauth.storage.schema import metadata
+from zkauth.storage.schema import audit_entries, audit_values, metadata
 
 T = TypeVar("T")
 OUTDATED = (
-    r"database schema is at none \(no migration applied\), this zkauth needs 0001: "
+    rf"database schema is at none \(no migration applied\), this zkauth needs {HEAD_REVISION}: "
     r"run `zkauth db upgrade` or start with `zkauth serve --upgrade-db`"
 )
 SERVICES = pytest.mark.services
@@ -264,3 +266,29 @@ async def test_postgresql_pool_is_sized_by_its_limits_and_fails_closed_when_exha
                     pass
     finally:
         await db.dispose()
+
+
+# 0002: audit checkpoints.
+
+
+def insert_entries(conn: Connection, count: int) -> list[AuditEntry]:
+    entries = [chain_entry(make_event(0))]
+    for n in range(1, count):
+        entries.append(chain_entry(make_event(n), prev_seq=n, prev_hash=entries[-1].hash))
+    conn.execute(insert(audit_entries), [audit_values(e) for e in entries])
+    return entries
+
+
+async def test_0002_adds_checkpoints_to_a_trail_written_at_0001_and_removes_them(url: str) -> None:
+    await on(url, lambda conn: alembic(conn, lambda config: command.upgrade(config, "0001")))
+    entries = await on(url, lambda conn: insert_entries(conn, 5))
+
+    assert await upgrade(url) == "0001"
+
+    async with await open_sql_stores(url) as stores:
+        assert list(await stores.audit.entries(10)) == entries
+        assert list(await stores.audit.checkpoints()) == []
+        assert await stores.audit.prune(T0 + timedelta(seconds=2)) == 2
+    await on(url, lambda conn: alembic(conn, lambda config: command.downgrade(config, "0001")))
+    assert "audit_checkpoints" not in await on(url, lambda conn: inspect(conn).get_table_names())
+    assert await current_revision(url) == "0001"

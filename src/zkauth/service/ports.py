@@ -15,6 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from zkauth.service.audit_chain import AuditCheckpoint
 from zkauth.service.models import (
     AdminToken,
     AdminTokenId,
@@ -113,8 +114,24 @@ class AuditLog(Protocol):
         """Up to ``limit`` entries with ``seq > after_id``, oldest first."""
         ...
 
-    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
-        """Up to ``limit`` entries of one kind (e.g. ``"alert"``), newest first."""
+    async def latest(self, event: str | None, limit: int) -> Sequence[AuditEntry]:
+        """Up to ``limit`` entries of one kind (e.g. ``"alert"``; ``None``: any), newest first."""
+        ...
+
+    async def prune(self, before: datetime, *, now: datetime | None = None) -> int:
+        """Delete the oldest entries, those older than ``before``; return how many.
+
+        Only a prefix of the trail goes (up to the first entry *not* older than ``before``), and
+        never the newest entry, which the next append chains to. Atomically with each deletion a
+        checkpoint (at ``now``, default the current time) records the last deleted entry's seq
+        and hash, so that the rest still verifies (``zkauth.service.audit_chain``). Serialised
+        with appends and other prunes, like appends; large backlogs go in several transactions,
+        each with its checkpoint, so appends never wait long.
+        """
+        ...
+
+    async def checkpoints(self) -> Sequence[AuditCheckpoint]:
+        """Every checkpoint pruning recorded, oldest first."""
         ...
 
 

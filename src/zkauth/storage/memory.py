@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from zkauth.errors import Conflict
+from zkauth.service.audit_chain import PRUNE_BATCH, AuditCheckpoint, chain_checkpoint
 from zkauth.service.models import (
     AdminToken,
     AdminTokenId,
@@ -151,8 +152,13 @@ class MemoryChallengeStore:
 
 
 class MemoryAuditLog:
-    def __init__(self) -> None:
+    def __init__(self, *, prune_batch: int = PRUNE_BATCH) -> None:
+        if prune_batch < 1:
+            raise ValueError("prune_batch must be positive")
         self._entries: list[AuditEntry] = []
+        self._pruned = 0  # seq of the last pruned entry: entry n sits at index n - 1 - _pruned
+        self._checkpoints: list[AuditCheckpoint] = []
+        self._prune_batch = prune_batch
 
     async def append(self, event: AuditEvent) -> AuditEntry:
         last = self._entries[-1] if self._entries else None
@@ -167,15 +173,45 @@ class MemoryAuditLog:
     async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
         if limit < 0:
             raise ValueError("limit must not be negative")
-        # seq runs 1, 2, 3, ... so entry n sits at index n - 1.
-        start = max(after_id or 0, 0)
+        start = max((after_id or 0) - self._pruned, 0)
         return self._entries[start : start + limit]
 
-    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
+    async def latest(self, event: str | None, limit: int) -> Sequence[AuditEntry]:
         if limit < 0:
             raise ValueError("limit must not be negative")
-        found = (e for e in reversed(self._entries) if e.event.event == event)
+        found = (e for e in reversed(self._entries) if event is None or e.event.event == event)
         return list(itertools.islice(found, limit))
+
+    async def prune(self, before: datetime, *, now: datetime | None = None) -> int:
+        # Batches as the SQL store's, so both record the same checkpoints; no await in between.
+        before = utc(before, "before")
+        now = datetime.now(UTC) if now is None else utc(now, "now")
+        total = 0
+        while count := self._prune_batch_before(before, now):
+            total += count
+        return total
+
+    def _prune_batch_before(self, before: datetime, now: datetime) -> int:
+        newest = len(self._entries) - 1  # kept, whatever its age
+        limit = min(newest, self._prune_batch)
+        count = next(
+            (i for i, e in enumerate(self._entries[:limit]) if e.event.at >= before), limit
+        )
+        if count <= 0:
+            return 0
+        last = self._entries[count - 1]
+        prev = self._checkpoints[-1] if self._checkpoints else None
+        self._checkpoints.append(
+            chain_checkpoint(
+                at=now, last_seq=last.seq, last_hash=last.hash, pruned=count, prev=prev
+            )
+        )
+        del self._entries[:count]
+        self._pruned = last.seq
+        return count
+
+    async def checkpoints(self) -> Sequence[AuditCheckpoint]:
+        return list(self._checkpoints)
 
 
 class MemoryAdminTokenStore:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from zkauth.service.audit_chain import AuditCheckpoint
 from zkauth.service.models import (
     DEFAULT_PROVIDER,
     AdminToken,
@@ -52,12 +53,15 @@ __all__ = [
     "admin_token_from_row",
     "admin_token_values",
     "admin_tokens",
+    "audit_checkpoints",
     "audit_entries",
     "audit_entry_from_row",
     "audit_values",
     "challenge_from_row",
     "challenge_values",
     "challenges",
+    "checkpoint_from_row",
+    "checkpoint_values",
     "client_from_row",
     "client_values",
     "clients",
@@ -167,6 +171,21 @@ audit_entries: Final = Table(
     Column("hash", LargeBinary, nullable=False),
 )
 
+# One row per prune (``zkauth.service.audit_chain``): the last pruned entry's seq and hash, so the
+# remaining trail still verifies, chained like the entries so that checkpoints cannot be edited
+# or dropped unnoticed either. ``seq`` numbers checkpoints, assigned under the chain lock.
+audit_checkpoints: Final = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", _BigId, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    Column("pruned", BigInteger, nullable=False),
+    Column("prev_hash", LargeBinary, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+
 admin_tokens: Final = Table(
     "admin_tokens",
     metadata,
@@ -267,6 +286,30 @@ def audit_entry_from_row(row: Row[Any]) -> AuditEntry:
     )
     return AuditEntry(
         seq=row.seq, event=event, prev_hash=bytes(row.prev_hash), hash=bytes(row.hash)
+    )
+
+
+def checkpoint_values(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "seq": checkpoint.seq,
+        "at": checkpoint.at,
+        "last_seq": checkpoint.last_seq,
+        "last_hash": checkpoint.last_hash,
+        "pruned": checkpoint.pruned,
+        "prev_hash": checkpoint.prev_hash,
+        "hash": checkpoint.hash,
+    }
+
+
+def checkpoint_from_row(row: Row[Any]) -> AuditCheckpoint:
+    return AuditCheckpoint(
+        seq=row.seq,
+        at=row.at,
+        last_seq=row.last_seq,
+        last_hash=bytes(row.last_hash),
+        pruned=row.pruned,
+        prev_hash=bytes(row.prev_hash),
+        hash=bytes(row.hash),
     )
 
 

@@ -6,30 +6,23 @@ an upsert against a partial unique index to issue), so correctness does not depe
 levels and holds across server processes. Two places need more:
 
 * SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (see ``engine.py``).
-* The audit chain reads the last entry and appends the next, so appends are serialised: an
-  ``asyncio.Lock`` per process, plus ``BEGIN IMMEDIATE`` on SQLite or a transaction-scoped
-  advisory lock on PostgreSQL across processes.
+* The audit chain reads the last entry and appends the next, so appends (and prunes) are
+  serialised: see ``sql_audit.py``.
 
 Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: callers fail closed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Executable,
     bindparam,
     case,
-    func,
     insert,
-    literal,
     select,
     update,
 )
@@ -41,14 +34,11 @@ from zkauth.protocol import POINT_SIZE
 from zkauth.service.models import (
     AdminToken,
     AdminTokenId,
-    AuditEntry,
-    AuditEvent,
     Challenge,
     ChallengeId,
     Client,
     ClientId,
     ClientStatus,
-    chain_entry,
 )
 from zkauth.service.ports import Stores
 from zkauth.storage.engine import Database, PoolLimits, open_database
@@ -57,9 +47,6 @@ from zkauth.storage.schema import (
     admin_token_from_row,
     admin_token_values,
     admin_tokens,
-    audit_entries,
-    audit_entry_from_row,
-    audit_values,
     challenge_from_row,
     challenge_values,
     challenges,
@@ -67,13 +54,9 @@ from zkauth.storage.schema import (
     client_values,
     clients,
 )
+from zkauth.storage.sql_audit import SqlAuditLog
 
 __all__ = ["open_sql_stores"]
-
-# One 64-bit key for the audit chain's advisory lock, derived rather than picked by hand.
-_AUDIT_LOCK_KEY: Final = int.from_bytes(
-    hashlib.sha256(b"zkauth.audit_entries").digest()[:8], "big", signed=True
-)
 
 
 async def open_sql_stores(
@@ -253,51 +236,6 @@ class SqlChallengeStore:
         stmt = challenges.delete().where(challenges.c.expires_at < before)
         async with self._db.write() as conn:
             return (await conn.execute(stmt)).rowcount
-
-
-class SqlAuditLog:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._lock = asyncio.Lock()
-
-    async def append(self, event: AuditEvent) -> AuditEntry:
-        last_stmt = select(audit_entries.c.seq, audit_entries.c.hash)
-        last_stmt = last_stmt.order_by(audit_entries.c.seq.desc()).limit(1)
-        async with self._lock, self._db.write() as conn:
-            if self._db.is_postgresql:
-                lock_key = literal(_AUDIT_LOCK_KEY, BigInteger)
-                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
-            last = (await conn.execute(last_stmt)).one_or_none()
-            entry = (
-                chain_entry(event)
-                if last is None
-                else chain_entry(event, prev_seq=last.seq, prev_hash=bytes(last.hash))
-            )
-            await conn.execute(insert(audit_entries), audit_values(entry))
-        return entry
-
-    async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
-        if limit < 0:
-            raise ValueError("limit must not be negative")
-        stmt = select(audit_entries).order_by(audit_entries.c.seq).limit(limit)
-        if after_id is not None:
-            stmt = stmt.where(audit_entries.c.seq > after_id)
-        async with self._db.read() as conn:
-            result = await conn.execute(stmt)
-            return [audit_entry_from_row(row) for row in result]
-
-    async def latest(self, event: str, limit: int) -> Sequence[AuditEntry]:
-        if limit < 0:
-            raise ValueError("limit must not be negative")
-        stmt = (
-            select(audit_entries)
-            .where(audit_entries.c.event == event)
-            .order_by(audit_entries.c.seq.desc())
-            .limit(limit)
-        )
-        async with self._db.read() as conn:
-            result = await conn.execute(stmt)
-            return [audit_entry_from_row(row) for row in result]
 
 
 class SqlAdminTokenStore:
