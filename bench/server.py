@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +32,28 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running ``zkauth serve``: its base URL, port and process (for tests that signal it).
+
+    With one worker (the default) uvicorn serves inside this very process, so :attr:`pid` is the
+    process that answers requests; with ``--workers N`` it is the supervisor of N children.
+    """
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self, timeout: float = 10) -> int:
+        """SIGKILL: no shutdown handler runs, in-flight requests are cut. Returns the exit code."""
+        self.process.kill()
+        return self.process.wait(timeout=timeout)
+
+
 @contextmanager
 def running_server(
     data_dir: Path,
@@ -45,7 +68,26 @@ def running_server(
     output goes to ``log`` when given (the JSON log stream, for tests that read it). The server
     is terminated on exit, also when the body raises.
     """
-    port = free_port()
+    with server_process(data_dir, *args, env=env, log=log, timeout=timeout) as server:
+        yield server.url
+
+
+@contextmanager
+def server_process(
+    data_dir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    timeout: float = 30,
+    port: int | None = None,
+) -> Iterator[ServerProcess]:
+    """:func:`running_server`, yielding the :class:`ServerProcess` instead of only its URL.
+
+    ``port`` pins the port (to restart a server at the address its clients know); by default a
+    free one is picked. The process is terminated on exit, also when the body raises or has
+    already killed it.
+    """
+    port = free_port() if port is None else port
     zkauth = Path(sys.executable).with_name("zkauth")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ZKAUTH_")}
     environment.update(env or {})
@@ -59,7 +101,7 @@ def running_server(
         stack.callback(_stop, process)
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(process, url, timeout, log)
-        yield url
+        yield ServerProcess(url, port, process)
 
 
 def _wait_until_healthy(
