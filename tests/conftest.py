@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from bench.server import GENEROUS_LIMITS
+
+from tests.pg import own_postgres_database
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -14,3 +17,9 @@ def pytest_configure(config: pytest.Config) -> None:
     limits explicitly, which overrides these."""
     for name, value in GENEROUS_LIMITS.items():
         os.environ.setdefault(name, value)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One PostgreSQL database for the whole session; tests empty it before use."""
+    yield from own_postgres_database()

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Executable, text
 from typer.testing import CliRunner, Result
 
-from tests.storage.conftest import Backend, own_postgres_database
+from tests.pg import own_postgres_database
+from tests.storage.conftest import Backend
 from zkauth.cli import app
 from zkauth.service.audit import Auditor, RequestContext
 from zkauth.service.clock import FixedClock

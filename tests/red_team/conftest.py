@@ -220,11 +220,14 @@ class RedApi(Api):
         return response
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RedApi]:
+    store = request.param
+    if store == "postgresql":
+        store = request.getfixturevalue("postgres_url")
     async with app_client(
         tmp_path,
-        request.param,
+        store,
         introspection_token=INTROSPECTION_TOKEN,
         extra_audiences=[OTHER_AUDIENCE],
     ) as (http, container, clock):

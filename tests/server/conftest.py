@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.pg import empty_tables
 from zkauth.bootstrap import Container, build
 from zkauth.config import Settings
 from zkauth.crypto import Credential, LoginStatement, PossessionStatement, prove
@@ -107,14 +108,18 @@ PEER = ("203.0.113.7", 40000)
 async def app_client(
     tmp_path: Path, store: str = "sqlite", *, peer: tuple[str, int] = PEER, **settings: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Container, FixedClock]]:
-    """A real app on fresh stores (``memory`` or the embedded ``sqlite``) with a clock the test
-    moves, reached through httpx's ASGI transport from ``peer``. ``settings`` override the
-    defaults (admin credential set; rate limits from the test environment, see tests/conftest)."""
+    """A real app on fresh stores (``memory``, the embedded ``sqlite``, or a PostgreSQL URL,
+    emptied first) with a clock the test moves, reached through httpx's ASGI transport from
+    ``peer``. ``settings`` override the defaults (admin credential set; rate limits from the
+    test environment, see tests/conftest)."""
     tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up, local disk)
     config = Settings(**{"data_dir": tmp_path, "admin_token": ADMIN_TOKEN, **settings})
-    url = "memory://" if store == "memory" else config.resolved_database_url
+    url = {"memory": "memory://", "sqlite": config.resolved_database_url}.get(store, store)
     clock = FixedClock(START)
-    container = await build(config, stores=await open_stores(url, upgrade=True), clock=clock)
+    stores = await open_stores(url, upgrade=True)
+    if url.startswith("postgresql"):
+        await empty_tables(url)  # a database shared by the session: start from no rows
+    container = await build(config, stores=stores, clock=clock)
     transport = httpx.ASGITransport(app=create_app(container=container), client=peer)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -7,25 +7,18 @@ skipped, unless ``ZKAUTH_REQUIRE_SERVICES=1`` (CI), where they fail instead.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.pg import own_postgres_database
 from zkauth.service.ports import Stores
 from zkauth.storage import open_memory_stores, open_sql_stores
 from zkauth.storage.schema import metadata
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 
 _POSTGRES = pytest.param("postgresql", marks=pytest.mark.services, id="postgresql")
 ALL_BACKENDS = ["memory", "sqlite", _POSTGRES]
@@ -56,48 +49,6 @@ class Backend:
                 await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         finally:
             await engine.dispose()
-
-
-async def _run_admin(statement: str) -> None:
-    # CREATE/DROP DATABASE cannot run inside a transaction: AUTOCOMMIT.
-    engine = create_async_engine(
-        f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres",
-        isolation_level="AUTOCOMMIT",
-        connect_args={"timeout": 5},
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-def own_postgres_database() -> Iterator[str]:
-    """Create a uniquely named, empty database, yield its URL, drop it (and only it) at the end.
-
-    A private loop, not pytest-asyncio's: fixtures built on this are sync and run outside any
-    test's loop. Unreachable PostgreSQL skips, or fails under ``ZKAUTH_REQUIRE_SERVICES=1``.
-    """
-    name = f"zkauth_test_{secrets.token_hex(8)}"
-    loop = asyncio.new_event_loop()
-    try:
-        try:
-            loop.run_until_complete(_run_admin(f'CREATE DATABASE "{name}"'))
-        except (OSError, SQLAlchemyError) as exc:
-            reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} is unavailable: {exc!r}"
-            if os.environ.get("ZKAUTH_REQUIRE_SERVICES") == "1":
-                pytest.fail(f"{reason} (ZKAUTH_REQUIRE_SERVICES=1)")
-            pytest.skip(reason)
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-        loop.run_until_complete(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        loop.close()
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """One database for the whole session; tests empty it with :meth:`Backend.reset`."""
-    yield from own_postgres_database()
 
 
 @pytest.fixture
