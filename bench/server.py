@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -93,11 +94,15 @@ def server_process(
     environment.update(env or {})
     command = [str(zkauth), "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
     with ExitStack() as stack:
-        sink = stack.enter_context(log.open("wb")) if log is not None else subprocess.PIPE
+        # Always a file, never a pipe: the server writes a JSON line per request, and a pipe
+        # nobody reads fills up (64 KiB) and then blocks the server on its next log write.
+        if log is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="zkauth-serve-"))
+            log = Path(tmp) / "server.log"
+        sink = stack.enter_context(log.open("wb"))
         process = subprocess.Popen(  # noqa: S603 (our own entry point, fixed arguments)
-            command, env=environment, stdout=subprocess.DEVNULL if log is None else sink,
-            stderr=sink if log is None else subprocess.STDOUT,
-        )  # fmt: skip
+            command, env=environment, stdout=sink, stderr=subprocess.STDOUT
+        )
         stack.callback(_stop, process)
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(process, url, timeout, log)
@@ -105,7 +110,7 @@ def server_process(
 
 
 def _wait_until_healthy(
-    process: subprocess.Popen[bytes], url: str, timeout: float, log: Path | None
+    process: subprocess.Popen[bytes], url: str, timeout: float, log: Path
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -115,10 +120,7 @@ def _wait_until_healthy(
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            if log is not None:
-                output = log.read_text(errors="replace")
-            else:
-                output = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            output = log.read_text(errors="replace")
             raise RuntimeError(f"zkauth serve did not start: {output[-2000:]}")
         time.sleep(0.1)
 
@@ -130,5 +132,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    if process.stderr:
-        process.stderr.close()
