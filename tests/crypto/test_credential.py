@@ -79,3 +79,12 @@ def test_passphrase_is_nfc_normalised() -> None:
 def test_short_passphrase_is_refused() -> None:
     with pytest.raises(CredentialFormatError, match="at least 12"):
         Credential.from_passphrase("short", "alice")
+
+
+@given(st.integers(min_value=1, max_value=0b11))
+def test_unused_trailing_bits_are_refused(bits: int) -> None:
+    text = CRED.encode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    variant = text[:-1] + alphabet[alphabet.index(text[-1]) | bits]
+    with pytest.raises(CredentialFormatError, match="not valid base64url"):
+        Credential.decode(variant)

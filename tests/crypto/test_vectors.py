@@ -26,7 +26,7 @@ from zkauth.crypto import (
     verify,
 )
 from zkauth.crypto.hazmat import L, challenge_scalar, prove_with_nonces
-from zkauth.errors import EncodingError
+from zkauth.errors import CredentialFormatError, EncodingError
 
 RFC = load("rfc9496.json")
 TWOFAPI = load("2fapi-v1.json")
@@ -208,6 +208,14 @@ def test_zkauth_credential_encoding(case: dict[str, str]) -> None:
     )
     assert cred.encode() == case["encoded"]
     assert Credential.decode(case["encoded"]) == cred
+
+
+@pytest.mark.parametrize(
+    "case", ZKAUTH["credential_encoding_invalid"], ids=lambda c: c["reason"].replace(" ", "-")
+)
+def test_zkauth_credential_near_misses_are_refused(case: dict[str, str]) -> None:
+    with pytest.raises(CredentialFormatError, match="not valid base64url"):
+        Credential.decode(case["encoded"])
 
 
 @pytest.mark.parametrize("case", ZKAUTH["passphrase"], ids=lambda c: c["clientId"])

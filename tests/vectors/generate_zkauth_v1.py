@@ -29,6 +29,27 @@ def scalar(label: str) -> Scalar:
     return Scalar.reduce(hashlib.sha512(b"zkauth-vector:" + label.encode()).digest())
 
 
+def invalid_encodings(cred: Credential) -> list[dict[str, str]]:
+    """Near-misses of ``cred``'s string that a lenient base64url decoder would accept."""
+    text = cred.encode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(text[-1])
+    # 68 bytes leave the last character two unused low bits, zero in the canonical form; set them.
+    assert last & 0b11 == 0
+    unused_bits = text[:-1] + alphabet[last | 0b11]
+    middle = len(text) // 2
+    return [
+        {"reason": "non-zero unused bits in the last character", "encoded": unused_bits},
+        {"reason": "padding", "encoded": text + "=="},
+        {
+            "reason": "a character outside the alphabet",
+            "encoded": text[:middle] + "." + text[middle:],
+        },
+        {"reason": "standard base64 '+' for url-safe '-'", "encoded": text.replace("-", "+", 1)},
+        {"reason": "inner whitespace", "encoded": text[:middle] + " " + text[middle:]},
+    ]
+
+
 def proof_case(
     name: str, cred: Credential, statement: Statement, k_label: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -124,6 +145,7 @@ def main() -> None:
             {"s": c.s.encode().hex(), "r": c.r.encode().hex(), "encoded": c.encode()}
             for c in (cred, new)
         ],
+        "credential_encoding_invalid": invalid_encodings(cred),
         "passphrase": [
             {
                 "passphrase": passphrase,

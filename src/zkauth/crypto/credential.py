@@ -91,8 +91,7 @@ class Credential:
     def encode(self) -> str:
         """The printable form ``zks1_…`` (96 characters)."""
         body = self.s.encode() + self.r.encode()
-        raw = body + _check(body)
-        return PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return PREFIX + _encode_raw(body + _check(body))
 
     @classmethod
     def decode(cls, text: str) -> Credential:
@@ -107,6 +106,10 @@ class Credential:
             raise CredentialFormatError("credential is not valid base64url") from None
         if len(raw) != _ENCODED_SIZE:
             raise CredentialFormatError("credential has the wrong length")
+        # The decoder above skips characters outside the alphabet and ignores the last
+        # character's unused bits; only the one canonical string may stand for a credential.
+        if _encode_raw(raw) != payload:
+            raise CredentialFormatError("credential is not valid base64url")
         body, check = raw[: 2 * SCALAR_SIZE], raw[2 * SCALAR_SIZE :]
         if not hmac.compare_digest(check, _check(body)):
             raise CredentialFormatError("credential checksum does not match (typo or truncation?)")
@@ -125,6 +128,10 @@ class Credential:
 
     def __repr__(self) -> str:
         return f"Credential(commitment={self._commitment.encode().hex()}, secret=<redacted>)"
+
+
+def _encode_raw(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _check(body: bytes) -> bytes:

@@ -29,13 +29,19 @@ B64 = Annotated[
 
 
 def b64(field: str, value: str) -> bytes:
-    """Strict standard base64 with padding: anything else is a 400 naming ``field``."""
+    """Strict standard base64 with padding: anything else is a 400 naming ``field``.
+
+    Non-zero unused bits in the last character are refused too, so each value has one spelling.
+    """
     if len(value) % 4 or _B64_RE.fullmatch(value) is None:
         raise ProtocolError(f"{field} is not valid base64")
     try:
-        return base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(f"{field} is not valid base64") from None
+    if enc(data) != value:
+        raise ProtocolError(f"{field} is not valid base64")
+    return data
 
 
 def enc(data: bytes) -> str:
