@@ -29,10 +29,12 @@ from zkauth.service.challenges import Challenges
 from zkauth.service.clock import SystemClock
 from zkauth.service.decoy import ensure_decoy
 from zkauth.service.enrollment import Enrollment
+from zkauth.service.housekeeping import Housekeeping
 from zkauth.service.lifecycle import Lifecycle
 from zkauth.service.monitoring import Monitor
 from zkauth.service.policy import Policy
 from zkauth.service.ports import AdminTokenStore, Clock, Counters, Stores
+from zkauth.service.sealing import Sealer
 from zkauth.service.verification import Verification
 from zkauth.storage import PoolLimits, open_stores
 from zkauth.tokens import TokenIssuer, TokenVerifier, jwks, load_or_create_signing_key
@@ -102,13 +104,17 @@ class Container:
     jwks: dict[str, Any]
     metrics: Metrics
     monitor: Monitor
+    sealer: Sealer
+    housekeeping: Housekeeping
     #: ``None`` when rate limits are switched off (development only).
     guard: RequestGuard | None
     close_shared: Closer
 
     async def close(self) -> None:
         try:
+            await self.housekeeping.close()
             await self.monitor.close()
+            await self.sealer.close()
             await self.stores.close()
         finally:
             await self.close_shared()
@@ -156,7 +162,10 @@ async def build(
         raise
     limiter, counters, close_shared = await _shared_state(settings)
     metrics = metrics or Metrics()
-    auditor = Auditor(stores.audit, clock, [metrics.observe, EventLog().observe])
+    sealer = Sealer(stores.audit)
+    auditor = Auditor(
+        stores.transaction, clock, [sealer.observe, metrics.observe, EventLog().observe]
+    )
     monitor = Monitor(counters, clock)
     monitor.attach(auditor)
     await ensure_decoy(stores.clients, clock)
@@ -171,22 +180,25 @@ async def build(
         )  # fmt: skip
     issuer = TokenIssuer([key], settings.issuer, settings.token_ttl_seconds)
     verifiers = {aud: TokenVerifier([key], settings.issuer, aud) for aud in policy.audiences}
+    sealer.start()
+    housekeeping = Housekeeping(stores.challenges, clock)
+    housekeeping.start()
     return Container(
         settings=settings,
         policy=policy,
         stores=stores,
         clock=clock,
-        enrollment=Enrollment(stores.clients, auditor, clock),
-        challenges=Challenges(stores.clients, stores.challenges, auditor, clock, policy),
-        verification=Verification(
-            stores.clients, stores.challenges, issuer, auditor, clock, policy
-        ),
-        lifecycle=Lifecycle(stores.clients, stores.challenges, auditor, clock),
+        enrollment=Enrollment(auditor, clock),
+        challenges=Challenges(auditor, clock, policy),
+        verification=Verification(issuer, auditor, clock, policy),
+        lifecycle=Lifecycle(auditor, clock),
         access=Access(stores.clients, verifiers, policy.default_audience, clock),
         credentials=credentials,
         jwks=jwks([key]),
         metrics=metrics,
         monitor=monitor,
+        sealer=sealer,
+        housekeeping=housekeeping,
         guard=guard,
         close_shared=close_shared,
     )

@@ -50,10 +50,11 @@ async def migrate(url: str) -> None:
 
 async def record(url: str, count: int, start: datetime = LONG_AGO, step: float = 3600) -> None:
     """``count`` events through the service's Auditor: logins of four clients, every third one
-    failing, ``step`` seconds apart from ``start``."""
+    failing, ``step`` seconds apart from ``start``; sealed into the chain, as a server's sealer
+    leaves them."""
     clock = FixedClock(start)
     async with await open_stores(url) as stores:
-        auditor = Auditor(stores.audit, clock)
+        auditor = Auditor(stores.transaction, clock)
         for n in range(count):
             failed = n % 3 == 1
             await auditor.record(
@@ -65,6 +66,7 @@ async def record(url: str, count: int, start: datetime = LONG_AGO, step: float =
                 protocol_version="1.0",
             )
             clock.advance(step)
+        await stores.audit.seal()
 
 
 async def read(url: str) -> list[AuditEntry]:

@@ -72,7 +72,7 @@ def test_tail_of_an_empty_trail_prints_nothing(url: str) -> None:
 def test_tail_shows_hostile_strings_as_inert_text(url: str) -> None:
     async def hostile() -> None:
         async with await open_stores(url) as stores:
-            auditor = Auditor(stores.audit, SystemClock())
+            auditor = Auditor(stores.transaction, SystemClock())
             await auditor.record(
                 "challenge",
                 Outcome.FAILURE,

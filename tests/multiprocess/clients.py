@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import Select, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.multiprocess.deployment import TIMEOUT
 from zkauth.client import AsyncZkAuthClient, Session
 from zkauth.crypto import Credential, LoginStatement, prove
 from zkauth.protocol import LOGIN_TAG_TEXT
-from zkauth.storage.schema import audit_entries
+from zkauth.storage.schema import audit_entries, audit_pending
 
 #: The single refusal of challenge, verify and resources (PROTOCOL.md §9).
 REFUSED: Final = {
@@ -108,11 +108,25 @@ def assert_exactly_one_accepted(responses: Sequence[httpx.Response]) -> httpx.Re
     return accepted
 
 
-async def verification_outcomes(conn: AsyncConnection, client_id: str) -> Counter[str]:
-    """How many ``verification`` audit entries the database holds for ``client_id``, by outcome."""
-    stmt = (
-        select(audit_entries.c.outcome, func.count())
-        .where(audit_entries.c.event == "verification", audit_entries.c.client_id == client_id)
-        .group_by(audit_entries.c.outcome)
+def committed_events(client_id: str) -> Select[Any]:
+    """The audit events committed for ``client_id`` (event, outcome): those chained already and
+    those still waiting for a sealer; both are as durable as the change they record."""
+    return (
+        union_all(
+            *(
+                select(table.c.event, table.c.outcome).where(table.c.client_id == client_id)
+                for table in (audit_entries, audit_pending)
+            )
+        )
+        .subquery()
+        .select()
     )
-    return Counter({row[0]: row[1] for row in await conn.execute(stmt)})
+
+
+async def verification_outcomes(conn: AsyncConnection, client_id: str) -> Counter[str]:
+    """How many ``verification`` audit events the database holds for ``client_id``, by outcome."""
+    return Counter(
+        row.outcome
+        for row in await conn.execute(committed_events(client_id))
+        if row.event == "verification"
+    )

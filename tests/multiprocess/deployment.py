@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from zkauth.storage import open_sql_stores
 from zkauth.tokens import load_or_create_signing_key
 
 PG: Final = "postgres@127.0.0.1:5432"
@@ -149,6 +150,11 @@ class Deployment:
             port=port,
         ) as server:
             yield server
+
+    async def seal(self) -> None:
+        """Chain every audit event committed so far, as any server's sealer soon would."""
+        async with await open_sql_stores(self.database_url) as stores:
+            await stores.audit.seal()
 
     @asynccontextmanager
     async def read_only(self) -> AsyncIterator[AsyncConnection]:

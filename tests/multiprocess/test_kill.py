@@ -9,6 +9,9 @@ verify request to it is in flight. Then, from the database (read-only) and throu
 
 * every enrollment answered 201 exists with its commitment, logs in on ``b``, and has its
   audit entry; every login answered 200 has its audit entry; the hash chain holds, gapless;
+* beyond what was acknowledged: every client row has its enrollment entry and every consumed
+  challenge its verification entry, including those of the requests the kill cut off (a change
+  and its audit entry commit in one transaction);
 * every verify request sent to the victim, replayed on ``b``, is refused if its challenge was
   consumed, including those whose answer the kill swallowed. A request whose consume never
   committed (its challenge still unconsumed in the database) is no replay: it succeeds, once;
@@ -34,6 +37,7 @@ from tests.multiprocess.conftest import Pair
 from tests.multiprocess.deployment import TIMEOUT, Deployment
 from zkauth.client import AsyncZkAuthClient
 from zkauth.crypto import Credential
+from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.models import Outcome, first_broken_link
 from zkauth.storage.schema import audit_entries, audit_entry_from_row, challenges, clients
 
@@ -199,6 +203,7 @@ async def test_sigkill_under_load_loses_nothing_acknowledged_and_spends_nothing_
 
 
 async def _check_database(shared: Deployment, *ledgers: Ledger) -> None:
+    await shared.seal()  # what the killed process committed but did not chain yet
     async with shared.read_only() as db:
         entries = [
             audit_entry_from_row(row)
@@ -208,6 +213,12 @@ async def _check_database(shared: Deployment, *ledgers: Ledger) -> None:
             row.client_id: bytes(row.commitment)
             for row in await db.execute(select(clients.c.client_id, clients.c.commitment))
         }
+        consumed: Counter[str] = Counter(
+            row.client_id
+            for row in await db.execute(
+                select(challenges.c.client_id).where(challenges.c.consumed_at.is_not(None))
+            )
+        )
     assert entries
     assert first_broken_link(entries) is None
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
@@ -221,6 +232,14 @@ async def _check_database(shared: Deployment, *ledgers: Ledger) -> None:
         for e in entries
         if e.event.event == "verification" and e.event.outcome is Outcome.SUCCESS
     )
+    attempts: Counter[str | None] = Counter(
+        e.event.client_id for e in entries if e.event.event == "verification"
+    )
+    # Committed state has its entry, whether or not its answer ever left the victim: every
+    # client row (but the decoy's) its enrollment, every consumed challenge its verification.
+    assert set(stored) - {DECOY_CLIENT_ID} <= enrollments
+    for client_id, count in consumed.items():
+        assert attempts[client_id] >= count, client_id
     for ledger in ledgers:
         for client_id, credential in ledger.enrolled.items():
             assert stored.get(client_id) == credential.commitment.encode(), client_id

@@ -223,7 +223,13 @@ async def test_rt29_a_failing_audit_log_refuses_instead_of_letting_through(
     async def broken(*args: object, **kwargs: object) -> None:
         raise OSError("audit storage unavailable")
 
-    monkeypatch.setattr(api.container.stores.audit, "append", broken)
-    response = await api.verify("alice", ch, proof, cb)
+    # On the class: units of work use audit logs of their own, bound to their transaction.
+    with monkeypatch.context() as patch:
+        patch.setattr(type(api.container.stores.audit), "append_all", broken)
+        response = await api.verify("alice", ch, proof, cb)
     assert response.status_code >= 500
     assert "accessToken" not in response.text
+    # The login's writes went with the audit entry: the challenge was never consumed, so the
+    # same proof works once the audit trail does.
+    again = await api.verify("alice", ch, proof, cb)
+    assert again.status_code == 200, again.text

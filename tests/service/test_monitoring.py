@@ -22,7 +22,7 @@ class Rig:
     def __init__(self) -> None:
         self.clock = FixedClock(START)
         self.stores = open_memory_stores()
-        self.auditor = Auditor(self.stores.audit, self.clock)
+        self.auditor = Auditor(self.stores.transaction, self.clock)
         self.monitor = Monitor(MemoryCounters(), self.clock)
         self.monitor.attach(self.auditor)
 
@@ -120,7 +120,7 @@ async def test_a_failing_counter_backend_is_logged_and_monitoring_goes_on(rig: R
             return await super().incr_window(key, window_seconds, now)
 
     monitor = Monitor(Flaky(), rig.clock)
-    auditor = Auditor(rig.stores.audit, rig.clock)
+    auditor = Auditor(rig.stores.transaction, rig.clock)
     monitor.attach(auditor)
     with structlog.testing.capture_logs() as logs:
         await auditor.record(

@@ -17,9 +17,8 @@ from tests.storage.test_sql import open_many
 from zkauth.service.audit_chain import checkpoint_hash, verify_chain
 from zkauth.service.models import GENESIS_HASH, AuditEntry
 from zkauth.service.ports import AuditLog, Stores
-from zkauth.storage.engine import open_database
 from zkauth.storage.memory import MemoryAuditLog
-from zkauth.storage.migrate import prepare_schema
+from zkauth.storage.sql import open_source
 from zkauth.storage.sql_audit import SqlAuditLog
 
 NOW = T0 + timedelta(days=400)
@@ -154,12 +153,11 @@ async def small_batches(backend: Backend) -> AsyncIterator[AuditLog]:
     if backend.url is None:
         yield MemoryAuditLog(prune_batch=3)
         return
-    db = open_database(backend.url)
+    source = await open_source(backend.url, upgrade=True)
     try:
-        await prepare_schema(db, upgrade=True)
-        yield SqlAuditLog(db, prune_batch=3)
+        yield SqlAuditLog(source, prune_batch=3)
     finally:
-        await db.dispose()
+        await source.dispose()
 
 
 async def test_large_prunes_go_in_batches_each_with_its_checkpoint(

@@ -163,3 +163,19 @@ async def test_purge_expired_deletes_strictly_older_expiries(stores: Stores) -> 
     # Consumed challenges are purged too once expired.
     assert await stores.challenges.purge_expired(T0 + TTL + timedelta(hours=1)) == 2
     assert await stores.challenges.purge_expired(T0 + TTL + timedelta(hours=1)) == 0
+
+
+async def test_purge_expired_with_a_limit_deletes_the_oldest_first(stores: Stores) -> None:
+    issued = [
+        make_challenge(new_client_id(), expires_at=T0 + timedelta(seconds=s)) for s in (30, 10, 20)
+    ]
+    for challenge in issued:
+        await stores.challenges.issue(challenge)
+    later = T0 + timedelta(hours=1)
+
+    assert await stores.challenges.purge_expired(later, limit=2) == 2
+    # The one expiring last (30 s) is the one left.
+    kept = issued[0]
+    assert await stores.challenges.purge_expired(later, limit=2) == 1
+    assert await stores.challenges.purge_expired(later, limit=2) == 0
+    assert await stores.challenges.consume(kept.challenge_id, kept.client_id, T0) is None

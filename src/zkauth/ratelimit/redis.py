@@ -4,8 +4,10 @@ One Lua script reads the key's theoretical arrival time, decides and writes it b
 runs a script atomically, so concurrent requests from any number of hosts cannot both take the
 last unit of quota. The script reads the Redis server's ``TIME`` so that hosts with skewed
 clocks still agree. State is one string per key, ``{prefix}rl:{key}``, holding the TAT in
-integer microseconds, with a ``PX`` expiry at that TAT: by then the key would behave like a
-fresh one anyway, so Redis cleans up without losing anything.
+integer microseconds, with a ``PX`` expiry one second after that TAT: by then the key behaves
+like a fresh one anyway (a TAT in the past counts as now), so Redis cleans up without losing
+anything. The second of slack keeps a key whose expiry is a few milliseconds away from
+vanishing between two hits whose times were taken before it.
 
 Fail closed: any Redis error (refused, reset, timed out, a script error) raises
 :class:`~zkauth.errors.ServiceUnavailable`, which the server turns into a 503; nothing is ever
@@ -63,7 +65,7 @@ local allow_at = new_tat - tolerance
 if now < allow_at then
   return {0, 0, tat - now, allow_at - now}
 end
-local ttl_ms = math.ceil((new_tat - now) / 1000)
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
 return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
 """

@@ -1,16 +1,23 @@
-"""Small helpers for writing the audit trail from use cases.
+"""Writing the audit trail from use cases, in the same transaction as the change it records.
 
 The trail records what happened and why, for operators. It never holds secrets, proofs or
 tokens: callers pass a fixed reason code and metadata such as the protocol version.
+
+A use case opens :meth:`Auditor.transaction`, makes its changes through the stores it yields and
+records its events on it. The events are appended to the chain at the end of the block, in the
+same database transaction as the changes: a crash commits both or neither, so no enrollment or
+consumed challenge is ever left without its entry. Listeners (metrics, logs, monitoring) hear of
+an event only after the commit, so they never report what was rolled back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from zkauth.service.models import AuditEvent, ClientId, Outcome
-from zkauth.service.ports import AuditLog, Clock
+from zkauth.service.ports import ChallengeStore, ClientStore, Clock, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +34,72 @@ NO_CONTEXT = RequestContext()
 Listener = Callable[[AuditEvent], Awaitable[None]]
 
 
-class Auditor:
-    """Appends events with the current time, then tells the listeners.
+class Transaction:
+    """One use case's view of a unit of work: its stores, and the events it will commit."""
 
-    An append that fails raises, so the request fails rather than going unrecorded; listeners
-    run only after the event is safely stored.
+    __slots__ = ("_clock", "challenges", "clients", "events")
+
+    def __init__(self, clients: ClientStore, challenges: ChallengeStore, clock: Clock) -> None:
+        self.clients = clients
+        self.challenges = challenges
+        self._clock = clock
+        self.events: list[AuditEvent] = []
+
+    def record(
+        self,
+        event: str,
+        outcome: Outcome,
+        ctx: RequestContext,
+        *,
+        client_id: str | None = None,
+        reason: str | None = None,
+        **detail: str,
+    ) -> None:
+        """Stamp ``event`` with the current time; it is appended when the transaction commits."""
+        self.events.append(
+            AuditEvent(
+                at=self._clock.now(),
+                event=event,
+                outcome=outcome,
+                client_id=ClientId(client_id) if client_id is not None else None,
+                reason=reason,
+                remote_addr=ctx.remote_addr,
+                detail=detail,
+            )
+        )
+
+
+class Auditor:
+    """Opens audited transactions, and tells the listeners once they are committed.
+
+    An append that fails raises, so the whole transaction rolls back and the request fails
+    rather than going unrecorded.
     """
 
-    __slots__ = ("_clock", "_listeners", "_log")
+    __slots__ = ("_clock", "_listeners", "_unit_of_work")
 
-    def __init__(self, log: AuditLog, clock: Clock, listeners: Sequence[Listener] = ()) -> None:
-        self._log = log
+    def __init__(
+        self, unit_of_work: UnitOfWork, clock: Clock, listeners: Sequence[Listener] = ()
+    ) -> None:
+        self._unit_of_work = unit_of_work
         self._clock = clock
         self._listeners = list(listeners)
 
     def subscribe(self, listener: Listener) -> None:
         """Add a listener (composition time only, before requests are served)."""
         self._listeners.append(listener)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A unit of work whose recorded events are appended last, just before it commits."""
+        async with self._unit_of_work() as writes:
+            tx = Transaction(writes.clients, writes.challenges, self._clock)
+            yield tx
+            if tx.events:
+                await writes.audit.append_all(tx.events)
+        for event in tx.events:
+            for listener in self._listeners:
+                await listener(event)
 
     async def record(
         self,
@@ -55,15 +111,6 @@ class Auditor:
         reason: str | None = None,
         **detail: str,
     ) -> None:
-        record = AuditEvent(
-            at=self._clock.now(),
-            event=event,
-            outcome=outcome,
-            client_id=ClientId(client_id) if client_id is not None else None,
-            reason=reason,
-            remote_addr=ctx.remote_addr,
-            detail=detail,
-        )
-        await self._log.append(record)
-        for listener in self._listeners:
-            await listener(record)
+        """Record an event that goes with no other change (an alert), in its own transaction."""
+        async with self.transaction() as tx:
+            tx.record(event, outcome, ctx, client_id=client_id, reason=reason, **detail)

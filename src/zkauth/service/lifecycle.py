@@ -5,7 +5,7 @@ proofs over a fresh challenge of that channel: one with the old secret and one w
 bound to both commitments. The store swaps the commitment compare-and-set, so two rotations proven
 against the same old commitment cannot both win. Afterwards every pending challenge is void.
 Refusals do the same work as a rotation (decoy statements and decoy writes), so their timing
-does not tell why they were refused.
+does not tell why they were refused. Each use case's writes and its audit entry commit together.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Final
 from zkauth.crypto import Credential, Point, RotationStatement, verify
 from zkauth.errors import EncodingError, Refused
 from zkauth.protocol import NONCE_SIZE, check_client_id
-from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext, Transaction
 from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
 from zkauth.service.lockout import refusal_for
 from zkauth.service.models import ChallengeId, ClientId, Outcome
-from zkauth.service.ports import ChallengeStore, ClientStore, Clock
+from zkauth.service.ports import Clock
 from zkauth.tokens import TokenClaims
 
 
@@ -47,11 +47,7 @@ _DECOY_SUBJECT: Final = "decoy"
 
 
 class Lifecycle:
-    def __init__(
-        self, clients: ClientStore, challenges: ChallengeStore, auditor: Auditor, clock: Clock
-    ) -> None:
-        self._clients = clients
-        self._challenges = challenges
+    def __init__(self, auditor: Auditor, clock: Clock) -> None:
         self._audit = auditor
         self._clock = clock
 
@@ -65,84 +61,78 @@ class Lifecycle:
         """
         check_client_id(request.client_id)
         now = self._clock.now()
-        reason = await self._checklist(request, claims, now)
-        # The same writes on every path: the swap and the voiding, or two decoy writes.
-        if reason is None:
-            await self._challenges.void_for_client(ClientId(request.client_id), now)
-        else:
-            await decoy_failure(self._clients)
-            await self._challenges.void_for_client(DECOY_CLIENT_ID, now)
-        outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
-        await self._audit.record(
-            "rotation", outcome, ctx, client_id=request.client_id, reason=reason
-        )
+        async with self._audit.transaction() as tx:
+            reason = await _checklist(tx, request, claims, now)
+            # The same writes on every path: the swap and the voiding, or two decoy writes.
+            if reason is None:
+                await tx.challenges.void_for_client(ClientId(request.client_id), now)
+            else:
+                await decoy_failure(tx.clients)
+                await tx.challenges.void_for_client(DECOY_CLIENT_ID, now)
+            outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
+            tx.record("rotation", outcome, ctx, client_id=request.client_id, reason=reason)
         if reason is not None:
             raise Refused()
         return now
-
-    async def _checklist(
-        self, request: RotationRequest, claims: TokenClaims, now: datetime
-    ) -> str | None:
-        """Every check runs on every path (no early return): a consume, a lookup, two proof
-        checks (against decoy statements where there is nothing real) and, only when all
-        passed, the compare-and-set. The first failed check is the reason."""
-        client_id, binding = request.client_id, request.channel_binding
-        reasons: list[str] = []
-        owner = ClientId(client_id)
-        if not hmac.compare_digest(claims.subject.encode(), client_id.encode()):
-            reasons.append("token_subject")
-            # Same query, aimed where it cannot match: another client's token must not burn
-            # the victim's challenge.
-            owner = DECOY_CLIENT_ID
-        challenge = await self._challenges.consume(ChallengeId(request.challenge_id), owner, now)
-        client = await self._clients.get(ClientId(client_id))
-        if (ineligible := refusal_for(client, now)) is not None:
-            reasons.append(ineligible)
-        if challenge is None:
-            reasons.append("challenge_unusable")
-        elif not hmac.compare_digest(binding, challenge.channel_binding):
-            reasons.append("channel_binding_mismatch")
-        try:
-            new = Point.decode(request.new_commitment)
-        except EncodingError:
-            reasons.append("invalid_new_commitment")
-            new = _DECOY_NEW
-        old = Point.decode(client.commitment if client is not None else _DECOY_OLD.encode())
-        if new == old:
-            reasons.append("same_commitment")
-        real = not reasons and challenge is not None
-        nonce = challenge.nonce if real and challenge is not None else _DECOY_NONCE
-        cb = binding if real else _DECOY_BINDING
-        who = client_id if real else _DECOY_SUBJECT
-        current = RotationStatement.current(old, new, who, nonce, cb)
-        proven_new = RotationStatement.new(old, new, who, nonce, cb)
-        current_ok = verify(current, request.current_proof).valid
-        new_ok = verify(proven_new, request.new_proof).valid
-        if not current_ok:
-            reasons.append("current_proof")
-        if not new_ok:
-            reasons.append("new_proof")
-        if reasons:
-            return reasons[0]
-        assert client is not None
-        if not await self._clients.rotate_commitment(
-            client.client_id, old.encode(), new.encode(), now
-        ):
-            return "concurrent_rotation"
-        return None
 
     async def revoke(self, client_id: str, ctx: RequestContext = NO_CONTEXT) -> bool:
         """Revoke a client (admin). Idempotent: ``True`` only if this call changed anything."""
         check_client_id(client_id)
         now = self._clock.now()
-        changed = await self._clients.revoke(ClientId(client_id), now)
-        if changed:
-            await self._challenges.void_for_client(ClientId(client_id), now)
-        await self._audit.record(
-            "revocation",
-            Outcome.SUCCESS,
-            ctx,
-            client_id=client_id,
-            reason=None if changed else "no_change",
-        )
+        async with self._audit.transaction() as tx:
+            changed = await tx.clients.revoke(ClientId(client_id), now)
+            if changed:
+                await tx.challenges.void_for_client(ClientId(client_id), now)
+            reason = None if changed else "no_change"
+            tx.record("revocation", Outcome.SUCCESS, ctx, client_id=client_id, reason=reason)
         return changed
+
+
+async def _checklist(
+    tx: Transaction, request: RotationRequest, claims: TokenClaims, now: datetime
+) -> str | None:
+    """Every check runs on every path (no early return): a consume, a lookup, two proof
+    checks (against decoy statements where there is nothing real) and, only when all
+    passed, the compare-and-set. The first failed check is the reason."""
+    client_id, binding = request.client_id, request.channel_binding
+    reasons: list[str] = []
+    owner = ClientId(client_id)
+    if not hmac.compare_digest(claims.subject.encode(), client_id.encode()):
+        reasons.append("token_subject")
+        # Same query, aimed where it cannot match: another client's token must not burn
+        # the victim's challenge.
+        owner = DECOY_CLIENT_ID
+    challenge = await tx.challenges.consume(ChallengeId(request.challenge_id), owner, now)
+    client = await tx.clients.get(ClientId(client_id))
+    if (ineligible := refusal_for(client, now)) is not None:
+        reasons.append(ineligible)
+    if challenge is None:
+        reasons.append("challenge_unusable")
+    elif not hmac.compare_digest(binding, challenge.channel_binding):
+        reasons.append("channel_binding_mismatch")
+    try:
+        new = Point.decode(request.new_commitment)
+    except EncodingError:
+        reasons.append("invalid_new_commitment")
+        new = _DECOY_NEW
+    old = Point.decode(client.commitment if client is not None else _DECOY_OLD.encode())
+    if new == old:
+        reasons.append("same_commitment")
+    real = not reasons and challenge is not None
+    nonce = challenge.nonce if real and challenge is not None else _DECOY_NONCE
+    cb = binding if real else _DECOY_BINDING
+    who = client_id if real else _DECOY_SUBJECT
+    current = RotationStatement.current(old, new, who, nonce, cb)
+    proven_new = RotationStatement.new(old, new, who, nonce, cb)
+    current_ok = verify(current, request.current_proof).valid
+    new_ok = verify(proven_new, request.new_proof).valid
+    if not current_ok:
+        reasons.append("current_proof")
+    if not new_ok:
+        reasons.append("new_proof")
+    if reasons:
+        return reasons[0]
+    assert client is not None
+    if not await tx.clients.rotate_commitment(client.client_id, old.encode(), new.encode(), now):
+        return "concurrent_rotation"
+    return None

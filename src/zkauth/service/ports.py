@@ -10,6 +10,7 @@ The contract suite in ``tests/storage`` holds every adapter to these docs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -96,22 +97,34 @@ class ChallengeStore(Protocol):
         """Consume every unconsumed challenge of the client (on revocation); return how many."""
         ...
 
-    async def purge_expired(self, before: datetime) -> int:
-        """Delete challenges with ``expires_at < before``; return how many."""
+    async def purge_expired(self, before: datetime, limit: int | None = None) -> int:
+        """Delete challenges with ``expires_at < before`` (at most ``limit`` of them, if given:
+        the oldest first); return how many. An expired challenge can never be consumed, so this
+        only frees space."""
         ...
 
 
 class AuditLog(Protocol):
     async def append(self, event: AuditEvent) -> AuditEntry:
-        """Append ``event`` to the hash chain and return the stored entry.
+        """Append ``event`` to the hash chain now (after anything still to seal) and return the
+        stored entry. Appends are serialised (per process, and on PostgreSQL across processes)
+        so the chain never forks; an append that cannot be stored raises, never drops."""
+        ...
 
-        Appends are serialised (per process, and on PostgreSQL across processes) so the chain
-        never forks; an append that cannot be stored raises rather than being dropped.
-        """
+    async def append_all(self, events: Sequence[AuditEvent]) -> None:
+        """Record ``events``, in order, to be chained by :meth:`seal`. In a unit of work they
+        commit (or roll back) with its other changes; recording takes no lock on the chain, so
+        concurrent units do not wait for each other here. An adapter may chain them at once."""
+        ...
+
+    async def seal(self) -> int:
+        """Chain every recorded event not chained yet, in the order recorded; return how many.
+        Safe to call from any number of processes at once: each event is chained exactly once."""
         ...
 
     async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
-        """Up to ``limit`` entries with ``seq > after_id``, oldest first."""
+        """Up to ``limit`` entries with ``seq > after_id``, oldest first. Readers seal first, so
+        every event committed before the call is in the chain they read."""
         ...
 
     async def latest(self, event: str | None, limit: int) -> Sequence[AuditEntry]:
@@ -172,13 +185,37 @@ class Counters(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Writes:
+    """The stores as seen from inside one unit of work."""
+
+    clients: ClientStore
+    challenges: ChallengeStore
+    audit: AuditLog
+
+
+class UnitOfWork(Protocol):
+    def __call__(self) -> AbstractAsyncContextManager[Writes]:
+        """Open a transaction. Everything done through the yielded stores, reads included,
+        commits together when the block exits normally, and not at all when it raises; a
+        crash at any point leaves all of it or none of it (DESIGN.md "nothing lost").
+
+        Transactions that write the same rows or the audit chain are serialised; keep them
+        short and never await anything slow (network, sleeps) inside one."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Stores:
-    """The four stores of one backend, and how to release what they hold (pools, files)."""
+    """The four stores of one backend, the unit of work over them, and how to release what
+    they hold (pools, files). The stores' own methods each run in a transaction of their own:
+    use cases that change state use :attr:`transaction` instead, so that a change and its audit
+    entry are committed together."""
 
     clients: ClientStore
     challenges: ChallengeStore
     audit: AuditLog
     admin_tokens: AdminTokenStore
+    transaction: UnitOfWork
     closer: Callable[[], Awaitable[None]] | None = None
 
     async def close(self) -> None:

@@ -4,7 +4,8 @@ Reads as a checklist. Every refusal raises the same :class:`~zkauth.errors.Refus
 trail gets the reason. Every path does the same work — a consume, a lookup, a proof check
 (against a decoy statement when there is no real one), a lockout write, a token signature, an
 audit entry — so an unknown client, a missing challenge and a wrong proof cost what a valid
-login costs (measured by ``make bench-timing``).
+login costs (measured by ``make bench-timing``). The consume, the lockout write and the audit
+entry commit together: a crash never leaves a consumed challenge without its entry.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from zkauth.crypto import Credential, LoginStatement, Point, verify
 from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
 from zkauth.service import lockout
-from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
+from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext, Transaction
 from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
-from zkauth.service.models import ChallengeId, Client, ClientId, Outcome
+from zkauth.service.models import ChallengeId, ClientId, Outcome
 from zkauth.service.policy import Policy
-from zkauth.service.ports import ChallengeStore, ClientStore, Clock
+from zkauth.service.ports import Clock
 from zkauth.tokens import IssuedToken, TokenIssuer
 
 # A decoy statement for refusal paths: nobody holds an opening of this commitment once the
@@ -34,15 +35,11 @@ _DECOY_BINDING: Final = bytes(32)
 class Verification:
     def __init__(
         self,
-        clients: ClientStore,
-        challenges: ChallengeStore,
         issuer: TokenIssuer,
         auditor: Auditor,
         clock: Clock,
         policy: Policy,
     ) -> None:
-        self._clients = clients
-        self._challenges = challenges
         self._issuer = issuer
         self._audit = auditor
         self._clock = clock
@@ -64,11 +61,34 @@ class Verification:
         if audience not in self._policy.audiences:
             raise ProtocolError("unknown targetAudience")
         now = self._clock.now()
+        async with self._audit.transaction() as tx:
+            reason = await self._decide(
+                tx, client_id, challenge_id, proof, channel_binding, tag, now, ctx
+            )
+            outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
+            extra = {"audience": audience} if reason is None else {}
+            tx.record("verification", outcome, ctx, client_id=client_id, reason=reason, **extra)
+        # Committed: the token is signed on every path (refusals sign for the decoy, discarded).
+        if reason is None:
+            return self._issuer.issue(client_id, audience, channel_binding, now)
+        self._issuer.issue(DECOY_CLIENT_ID, audience, _DECOY_BINDING, now)
+        raise Refused()
+
+    async def _decide(
+        self,
+        tx: Transaction,
+        client_id: str,
+        challenge_id: str,
+        proof: bytes,
+        channel_binding: bytes,
+        tag: str,
+        now: datetime,
+        ctx: RequestContext,
+    ) -> str | None:
+        """The checklist, inside the transaction: the first reason to refuse, or ``None``."""
         # Consumed before anything is checked: one challenge buys exactly one attempt.
-        challenge = await self._challenges.consume(
-            ChallengeId(challenge_id), ClientId(client_id), now
-        )
-        client = await self._clients.get(ClientId(client_id))
+        challenge = await tx.challenges.consume(ChallengeId(challenge_id), ClientId(client_id), now)
+        client = await tx.clients.get(ClientId(client_id))
 
         ineligible = lockout.refusal_for(client, now)
         reason = ineligible
@@ -88,29 +108,17 @@ class Verification:
         if reason is None and not result.valid:
             reason = f"proof:{result.rejection}"
 
-        # From here every path does the same work: one lockout write, one token signature, one
-        # audit entry (refusals spend theirs on the decoy and discard the token).
+        # From here every path does the same work: one lockout write (refusals spend theirs on
+        # the decoy), then the caller's audit entry and token signature.
         if reason is None and client is not None:
-            await lockout.record_success(self._clients, client)
-            token = self._issuer.issue(client_id, audience, channel_binding, now)
-            await self._audit.record(
-                "verification", Outcome.SUCCESS, ctx, client_id=client_id, audience=audience
-            )
-            return token
-        if ineligible is None and client is not None and challenge is not None:
-            await self._count_failure(client, now, ctx)
+            await lockout.record_success(tx.clients, client)
+        elif ineligible is None and client is not None and challenge is not None:
+            # A real attempt on a live challenge failed: it counts towards the lockout.
+            if await lockout.record_failure(tx.clients, client, now, self._policy):
+                tx.record(
+                    "lockout", Outcome.SUCCESS, ctx, client_id=client.client_id,
+                    lockouts=str(client.lockout_count + 1),
+                )  # fmt: skip
         else:
-            await decoy_failure(self._clients)
-        self._issuer.issue(DECOY_CLIENT_ID, audience, _DECOY_BINDING, now)
-        await self._audit.record(
-            "verification", Outcome.FAILURE, ctx, client_id=client_id, reason=reason
-        )
-        raise Refused()
-
-    async def _count_failure(self, client: Client, now: datetime, ctx: RequestContext) -> None:
-        """A real attempt on a live challenge failed: it counts towards the lockout."""
-        if await lockout.record_failure(self._clients, client, now, self._policy):
-            await self._audit.record(
-                "lockout", Outcome.SUCCESS, ctx, client_id=client.client_id,
-                lockouts=str(client.lockout_count + 1),
-            )  # fmt: skip
+            await decoy_failure(tx.clients)
+        return reason

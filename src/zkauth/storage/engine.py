@@ -16,7 +16,7 @@ Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: calle
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from zkauth.errors import ConfigurationError, ServiceUnavailable
 
-__all__ = ["Database", "PoolLimits", "async_url", "open_database", "sqlite_file_missing"]
+__all__ = [
+    "UNAVAILABLE",
+    "Database",
+    "PoolLimits",
+    "async_url",
+    "open_database",
+    "sqlite_file_missing",
+    "sqlite_on_begin",
+    "sqlite_pragmas",
+]
 
 _ASYNC_DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -116,19 +125,22 @@ def open_database(raw: str, pool: PoolLimits | None = None) -> Database:
         raise ConfigurationError(f"unusable database driver {url.drivername!r}: {exc}") from None
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take BEGIN away from the sqlite3 module (it skips it before SELECTs and DDL); _sqlite_on_begin
+def sqlite_pragmas(dbapi_connection: Any, _record: Any, extra: Sequence[str] = ()) -> None:
+    """Every SQLite connection's set-up (a ``connect`` event listener), then ``extra`` pragmas."""
+    # Take BEGIN away from the sqlite3 module (it skips it before SELECTs and DDL); sqlite_on_begin
     # emits it instead, so every transaction is a real one.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in (*_SQLITE_PRAGMAS, *extra):
             cursor.execute(pragma)
     finally:
         cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
+def sqlite_on_begin(conn: Connection) -> None:
+    """Emit the transaction's BEGIN (a ``begin`` event listener): ``BEGIN IMMEDIATE`` on an
+    engine with the ``zkauth_sqlite_begin`` execution option, plain ``BEGIN`` otherwise."""
     conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
 
 
@@ -139,8 +151,8 @@ class Database:
         self.engine = engine
         self.is_postgresql = engine.dialect.name == "postgresql"
         if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-            event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+            event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", sqlite_on_begin)
         self._writer = engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
 
     @asynccontextmanager

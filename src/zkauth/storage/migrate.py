@@ -46,7 +46,7 @@ __all__ = [
 
 #: The revision this zkauth's code expects (the newest under ``migrations/versions``; a test
 #: keeps the two equal).
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 # One 64-bit key for the migrations' advisory lock, derived like the audit chain's.

@@ -171,6 +171,22 @@ audit_entries: Final = Table(
     Column("hash", LargeBinary, nullable=False),
 )
 
+# Events committed with the change they record, not yet chained: a request's transaction only
+# inserts here (no lock), and sealing (``sql_audit.py``) moves them into ``audit_entries`` in id
+# order under the chain lock, so concurrent requests never queue on the chain.
+audit_pending: Final = Table(
+    "audit_pending",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("client_id", String(128), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("remote_addr", String(128), nullable=True),
+    Column("detail", Text, nullable=False),
+)
+
 # One row per prune (``zkauth.service.audit_chain``): the last pruned entry's seq and hash, so the
 # remaining trail still verifies, chained like the entries so that checkpoints cannot be edited
 # or dropped unnoticed either. ``seq`` numbers checkpoints, assigned under the chain lock.
@@ -258,10 +274,9 @@ def challenge_from_row(row: Row[Any]) -> Challenge:
     )
 
 
-def audit_values(entry: AuditEntry) -> dict[str, Any]:
-    event = entry.event
+def event_values(event: AuditEvent) -> dict[str, Any]:
+    """An event's columns, as ``audit_pending`` and ``audit_entries`` both hold them."""
     return {
-        "seq": entry.seq,
         "at": event.at,
         "event": event.event,
         "outcome": event.outcome.value,
@@ -269,13 +284,11 @@ def audit_values(entry: AuditEntry) -> dict[str, Any]:
         "reason": event.reason,
         "remote_addr": event.remote_addr,
         "detail": json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
     }
 
 
-def audit_entry_from_row(row: Row[Any]) -> AuditEntry:
-    event = AuditEvent(
+def event_from_row(row: Row[Any]) -> AuditEvent:
+    return AuditEvent(
         at=row.at,
         event=row.event,
         outcome=Outcome(row.outcome),
@@ -284,8 +297,23 @@ def audit_entry_from_row(row: Row[Any]) -> AuditEntry:
         remote_addr=row.remote_addr,
         detail=json.loads(row.detail),
     )
+
+
+def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        **event_values(entry.event),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def audit_entry_from_row(row: Row[Any]) -> AuditEntry:
     return AuditEntry(
-        seq=row.seq, event=event, prev_hash=bytes(row.prev_hash), hash=bytes(row.hash)
+        seq=row.seq,
+        event=event_from_row(row),
+        prev_hash=bytes(row.prev_hash),
+        hash=bytes(row.hash),
     )
 
 

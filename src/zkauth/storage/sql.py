@@ -1,19 +1,31 @@
-"""SQL stores over ``sqlalchemy.ext.asyncio``: SQLite (aiosqlite) embedded, PostgreSQL (asyncpg)
-in production, from the same statements.
+"""SQL stores, SQLite embedded and PostgreSQL in production, from the same SQLAlchemy Core
+statements.
 
 Atomicity is pushed into single statements wherever possible (``UPDATE … RETURNING`` to consume,
 an upsert against a partial unique index to issue), so correctness does not depend on isolation
 levels and holds across server processes. Two places need more:
 
-* SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (see ``engine.py``).
-* The audit chain reads the last entry and appends the next, so appends (and prunes) are
+* SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (``sqlite_loop.py``).
+* The audit chain reads the last entry and appends the next, so sealing and pruning are
   serialised: see ``sql_audit.py``.
+
+Each store method is a transaction of its own, except inside a unit of work
+(:class:`SqlUnitOfWork`), where the stores run on the unit's one transaction
+(``executor.Bound``). Statements there must not fail mid-way on PostgreSQL, which aborts the whole
+transaction after an error: conflicts are therefore answered by ``ON CONFLICT`` clauses, not by
+catching integrity errors. The schema is brought to head through SQLAlchemy's async engine and
+Alembic (``migrate.py``); the statements then run on the drivers directly: PostgreSQL on an
+asyncpg pool (``pg_direct.py``), SQLite through ``sqlite3`` on the event loop
+(``sqlite_loop.py``), both compiled once by SQLAlchemy (``prepared.py``).
 
 Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: callers fail closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Final
 
@@ -23,6 +35,7 @@ from sqlalchemy import (
     bindparam,
     case,
     insert,
+    literal,
     select,
     update,
 )
@@ -31,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from zkauth.errors import Conflict
 from zkauth.protocol import POINT_SIZE
+from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.models import (
     AdminToken,
     AdminTokenId,
@@ -40,9 +54,11 @@ from zkauth.service.models import (
     ClientId,
     ClientStatus,
 )
-from zkauth.service.ports import Stores
-from zkauth.storage.engine import Database, PoolLimits, open_database
+from zkauth.service.ports import Stores, Writes
+from zkauth.storage.engine import PoolLimits, open_database
+from zkauth.storage.executor import Bound, Source
 from zkauth.storage.migrate import prepare_schema
+from zkauth.storage.pg_direct import PgSource
 from zkauth.storage.schema import (
     admin_token_from_row,
     admin_token_values,
@@ -55,8 +71,9 @@ from zkauth.storage.schema import (
     clients,
 )
 from zkauth.storage.sql_audit import SqlAuditLog
+from zkauth.storage.sqlite_loop import LoopSqlite
 
-__all__ = ["open_sql_stores"]
+__all__ = ["SqlUnitOfWork", "open_source", "open_sql_stores"]
 
 
 async def open_sql_stores(
@@ -70,61 +87,91 @@ async def open_sql_stores(
     a new, empty SQLite database (the embedded default's first start). See
     :func:`zkauth.storage.migrate.prepare_schema`. ``pool`` sizes PostgreSQL's connection pool.
     """
+    source = await open_source(url, upgrade=upgrade, pool=pool)
+    audit_lock = asyncio.Lock()
+    return Stores(
+        clients=SqlClientStore(source),
+        challenges=SqlChallengeStore(source),
+        audit=SqlAuditLog(source, lock=audit_lock),
+        admin_tokens=SqlAdminTokenStore(source),
+        transaction=SqlUnitOfWork(source, audit_lock),
+        closer=source.dispose,
+    )
+
+
+async def open_source(
+    url: str, *, upgrade: bool = False, pool: PoolLimits | None = None
+) -> PgSource | LoopSqlite:
+    """Where the stores' statements run, on ``url``, once its schema is at head (as
+    :func:`open_sql_stores` says). The caller disposes of it."""
     db = open_database(url, pool)
     try:
         await prepare_schema(db, upgrade=upgrade)
     except BaseException:
         await db.dispose()
         raise
-    return Stores(
-        clients=SqlClientStore(db),
-        challenges=SqlChallengeStore(db),
-        audit=SqlAuditLog(db),
-        admin_tokens=SqlAdminTokenStore(db),
-        closer=db.dispose,
-    )
+    # The async engine was for the migrations (Alembic's connection). The stores run on the
+    # drivers directly: asyncpg (pg_direct.py), or sqlite3 on the event loop (sqlite_loop.py).
+    await db.dispose()
+    source: PgSource | LoopSqlite
+    if db.is_postgresql:
+        source = await PgSource.open(db.engine.url, pool, hot=HOT_POSTGRESQL_STATEMENTS)
+    else:
+        source = LoopSqlite(db.engine.url, hot=HOT_SQLITE_STATEMENTS)
+    return source
+
+
+class SqlUnitOfWork:
+    """One transaction of ``source`` per unit of work, with the stores bound to it."""
+
+    def __init__(self, source: Source, audit_lock: asyncio.Lock) -> None:
+        self._source = source
+        self._audit_lock = audit_lock
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Writes]:
+        async with self._source.write() as conn:
+            bound = Bound(conn, self._source.dialect)
+            yield Writes(
+                clients=SqlClientStore(bound),
+                challenges=SqlChallengeStore(bound),
+                audit=SqlAuditLog(bound, lock=self._audit_lock),
+            )
 
 
 class SqlClientStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Source) -> None:
         self._db = db
+        self._create = _CREATE_CLIENT[db.dialect]
 
     async def create(self, client: Client) -> bool:
-        try:
-            async with self._db.write() as conn:
-                await conn.execute(insert(clients), client_values(client))
-        except IntegrityError:
-            return False
-        return True
+        # Either unique key taken (identifier, reference id): nothing inserted, no error.
+        async with self._db.write() as conn:
+            return (await conn.execute(self._create, client_values(client))).rowcount == 1
 
     async def get(self, client_id: ClientId) -> Client | None:
+        # The decoy's row comes back when the client does not exist, and is converted all the
+        # same: an unknown identifier costs what a known one costs (timing uniformity).
         async with self._db.read() as conn:
             row = (await conn.execute(_GET_CLIENT, {"b_id": client_id})).one_or_none()
-        return None if row is None else client_from_row(row)
+        client = None if row is None else client_from_row(row)
+        return client if client is not None and client.client_id == client_id else None
 
     async def rotate_commitment(
         self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
     ) -> bool:
         if len(new) != POINT_SIZE:
             raise ValueError(f"commitment must be {POINT_SIZE} bytes")
-        stmt = (
-            update(clients)
-            .where(
-                clients.c.client_id == client_id,
-                clients.c.status == ClientStatus.ACTIVE.value,
-                clients.c.commitment == expected_old,
-            )
-            .values(commitment=new, updated_at=now)
-        )
+        params = {"b_id": client_id, "b_old": expected_old, "b_new": new, "b_now": now}
         async with self._db.write() as conn:
-            return (await conn.execute(stmt)).rowcount == 1
+            return (await conn.execute(_ROTATE, params)).rowcount == 1
 
     async def revoke(self, client_id: ClientId, now: datetime) -> bool:
         stmt = (
             update(clients)
             .where(
                 clients.c.client_id == client_id,
-                clients.c.status.in_([ClientStatus.ACTIVE.value, ClientStatus.LOCKED.value]),
+                clients.c.status != ClientStatus.REVOKED.value,  # active or locked
             )
             .values(status=ClientStatus.REVOKED.value, revoked_at=now, updated_at=now)
         )
@@ -139,35 +186,26 @@ class SqlClientStore:
         lockout_count: int,
     ) -> None:
         status = ClientStatus.ACTIVE if locked_until is None else ClientStatus.LOCKED
-        stmt = (
-            update(clients)
-            .where(clients.c.client_id == client_id)
-            .values(
-                failed_attempts=failed_attempts,
-                locked_until=locked_until,
-                lockout_count=lockout_count,
-                status=_unless_revoked(status),
-            )
-        )
+        params = {
+            "b_id": client_id,
+            "b_failed": failed_attempts,
+            "b_until": locked_until,
+            "b_count": lockout_count,
+            "b_status": status.value,
+        }
         async with self._db.write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(_SAVE_LOCKOUT, params)
 
     async def record_failure(self, client_id: ClientId) -> int:
-        stmt = (
-            update(clients)
-            .where(clients.c.client_id == client_id)
-            .values(failed_attempts=clients.c.failed_attempts + 1)
-            .returning(clients.c.failed_attempts)
-        )
         async with self._db.write() as conn:
-            count = (await conn.execute(stmt)).scalar_one_or_none()
+            count = (await conn.execute(_RECORD_FAILURE, {"b_id": client_id})).scalar_one_or_none()
         return 0 if count is None else int(count)
 
 
-def _unless_revoked(status: ClientStatus) -> ColumnElement[str]:
+def _unless_revoked(status: ColumnElement[str]) -> ColumnElement[str]:
     """``status`` for the row, except that revoked stays revoked (revocation is final)."""
     revoked = ClientStatus.REVOKED.value
-    return case((clients.c.status == revoked, revoked), else_=status.value)
+    return case((clients.c.status == revoked, revoked), else_=status)
 
 
 def _issue_statement(dialect: str) -> Executable:
@@ -185,8 +223,62 @@ def _issue_statement(dialect: str) -> Executable:
     )
 
 
-_GET_CLIENT: Final = select(clients).where(clients.c.client_id == bindparam("b_id"))
-# Built once: these two are on the login hot path.
+_ISSUE: Final = {dialect: _issue_statement(dialect) for dialect in ("postgresql", "sqlite")}
+# Built once, with bound parameters: the hot path's statements are not rebuilt (nor their cache
+# keys recomputed from scratch) on every request.
+_GET_CLIENT: Final = (
+    select(clients)
+    .where(clients.c.client_id.in_([bindparam("b_id"), literal(DECOY_CLIENT_ID)]))
+    .order_by(case((clients.c.client_id == bindparam("b_id"), 0), else_=1))
+    .limit(1)
+)
+_SAVE_LOCKOUT: Final = (
+    update(clients)
+    .where(clients.c.client_id == bindparam("b_id"))
+    .values(
+        failed_attempts=bindparam("b_failed"),
+        locked_until=bindparam("b_until", type_=clients.c.locked_until.type),
+        lockout_count=bindparam("b_count"),
+        status=_unless_revoked(bindparam("b_status", type_=clients.c.status.type)),
+    )
+)
+# Rotation's writes, built once too: a refused rotation spends its writes on prepared decoy
+# statements, so an accepted one must not pay for building its own (timing uniformity).
+_ROTATE: Final = (
+    update(clients)
+    .where(
+        clients.c.client_id == bindparam("b_id"),
+        clients.c.status == ClientStatus.ACTIVE.value,
+        clients.c.commitment == bindparam("b_old", type_=clients.c.commitment.type),
+    )
+    .values(
+        commitment=bindparam("b_new", type_=clients.c.commitment.type),
+        updated_at=bindparam("b_now", type_=clients.c.updated_at.type),
+    )
+)
+_VOID: Final = (
+    update(challenges)
+    .where(challenges.c.client_id == bindparam("b_client"), challenges.c.consumed_at.is_(None))
+    .values(consumed_at=bindparam("b_now", type_=challenges.c.consumed_at.type))
+)
+# The decoy's live challenge (refused challenge requests issue to it; at most one, found through
+# the live-challenge index), rewritten unchanged.
+_REWRITE_DECOY_CHALLENGE: Final = (
+    update(challenges)
+    .where(challenges.c.client_id == literal(DECOY_CLIENT_ID), challenges.c.consumed_at.is_(None))
+    .values(consumed_at=challenges.c.consumed_at)
+    .returning(*challenges.c)
+)
+_RECORD_FAILURE: Final = (
+    update(clients)
+    .where(clients.c.client_id == bindparam("b_id"))
+    .values(failed_attempts=clients.c.failed_attempts + 1)
+    .returning(clients.c.failed_attempts)
+)
+_CREATE_CLIENT: Final = {
+    "postgresql": postgresql.insert(clients).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(clients).on_conflict_do_nothing(),
+}
 _CONSUME: Final = (
     update(challenges)
     .where(
@@ -201,9 +293,9 @@ _CONSUME: Final = (
 
 
 class SqlChallengeStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Source) -> None:
         self._db = db
-        self._issue = _issue_statement(db.engine.dialect.name)
+        self._issue = _ISSUE[db.dialect]
 
     async def issue(self, challenge: Challenge) -> None:
         if challenge.consumed_at is not None:
@@ -221,25 +313,31 @@ class SqlChallengeStore:
         params = {"b_id": challenge_id, "b_client": client_id, "b_now": now}
         async with self._db.write() as conn:
             row = (await conn.execute(_CONSUME, params)).one_or_none()
+            if row is None:
+                # Nothing consumed: rewrite the decoy's live challenge unchanged instead, and
+                # read it back, so a refused attempt writes and converts a row as a real one
+                # does (timing uniformity); the copy is dropped.
+                decoy = (await conn.execute(_REWRITE_DECOY_CHALLENGE)).one_or_none()
+                if decoy is not None:
+                    challenge_from_row(decoy)
         return None if row is None else challenge_from_row(row)
 
     async def void_for_client(self, client_id: ClientId, now: datetime) -> int:
-        stmt = (
-            update(challenges)
-            .where(challenges.c.client_id == client_id, challenges.c.consumed_at.is_(None))
-            .values(consumed_at=now)
-        )
         async with self._db.write() as conn:
-            return (await conn.execute(stmt)).rowcount
+            return (await conn.execute(_VOID, {"b_client": client_id, "b_now": now})).rowcount
 
-    async def purge_expired(self, before: datetime) -> int:
-        stmt = challenges.delete().where(challenges.c.expires_at < before)
+    async def purge_expired(self, before: datetime, limit: int | None = None) -> int:
+        doomed = challenges.c.expires_at < before
+        if limit is not None:
+            oldest = select(challenges.c.challenge_id).where(doomed)
+            oldest = oldest.order_by(challenges.c.expires_at).limit(limit)
+            doomed = challenges.c.challenge_id.in_(oldest.scalar_subquery())
         async with self._db.write() as conn:
-            return (await conn.execute(stmt)).rowcount
+            return (await conn.execute(challenges.delete().where(doomed))).rowcount
 
 
 class SqlAdminTokenStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Source) -> None:
         self._db = db
 
     async def add(self, token: AdminToken) -> None:
@@ -270,3 +368,28 @@ class SqlAdminTokenStore:
         )
         async with self._db.write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
+
+
+_HOT: Final = (
+    _GET_CLIENT,
+    _SAVE_LOCKOUT,
+    _RECORD_FAILURE,
+    _CONSUME,
+    _REWRITE_DECOY_CHALLENGE,
+    _ROTATE,
+    _VOID,
+)
+#: What requests and sealing run, compiled once per process (``prepared.py``).
+HOT_SQLITE_STATEMENTS: Final = (
+    *_HOT,
+    _CREATE_CLIENT["sqlite"],
+    _ISSUE["sqlite"],
+    *SqlAuditLog.HOT_STATEMENTS,
+)
+HOT_POSTGRESQL_STATEMENTS: Final = (
+    *_HOT,
+    _CREATE_CLIENT["postgresql"],
+    _ISSUE["postgresql"],
+    *SqlAuditLog.HOT_STATEMENTS,
+    *SqlAuditLog.HOT_POSTGRESQL,
+)

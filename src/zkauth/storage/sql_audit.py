@@ -6,6 +6,15 @@ it, so they are serialised: an ``asyncio.Lock`` per process, plus ``BEGIN IMMEDI
 a transaction-scoped advisory lock on PostgreSQL across processes. Readers take no lock: every
 write, including a prune and its checkpoint, is one transaction, so a reader sees all of it or
 none of it.
+
+A unit of work does not chain its events: ``append_all`` inserts them into ``audit_pending`` in
+the unit's transaction, taking no lock, so requests do not queue on the chain (on PostgreSQL the
+lock would be held until each request's commit, across several round trips). ``seal`` then moves
+pending events into the chain, in batches and in ``id`` order, under the chain lock; the server
+seals in the background right after its commits, and every reader (``entries``, ``latest``,
+``prune``) seals first, so what it returns includes every committed event. An event is durable
+from its unit's commit on; it gets its seq and hash when sealed. Locks are always taken in the
+same order, the transaction first and then the process lock.
 """
 
 from __future__ import annotations
@@ -16,19 +25,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import BigInteger, func, insert, literal, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import BigInteger, any_, bindparam, func, insert, literal, select
+from sqlalchemy.dialects import postgresql
 
 from zkauth.service.audit_chain import PRUNE_BATCH, AuditCheckpoint, chain_checkpoint
-from zkauth.service.models import AuditEntry, AuditEvent, chain_entry, utc
-from zkauth.storage.engine import Database
+from zkauth.service.models import GENESIS_HASH, AuditEntry, AuditEvent, chain_entry, utc
+from zkauth.storage.executor import Executor, Source
 from zkauth.storage.schema import (
     audit_checkpoints,
     audit_entries,
     audit_entry_from_row,
+    audit_pending,
     audit_values,
     checkpoint_from_row,
     checkpoint_values,
+    event_from_row,
+    event_values,
 )
 
 __all__ = ["SqlAuditLog"]
@@ -43,41 +55,104 @@ _LAST_ENTRY: Final = (
     select(audit_entries.c.seq, audit_entries.c.hash).order_by(audit_entries.c.seq.desc()).limit(1)
 )
 _SEQ_BOUNDS: Final = select(func.min(audit_entries.c.seq), func.max(audit_entries.c.seq))
+_ADVISORY_LOCK: Final = select(func.pg_advisory_xact_lock(literal(_AUDIT_LOCK_KEY, BigInteger)))
+_INSERT_ENTRY: Final = insert(audit_entries)
+_INSERT_PENDING: Final = insert(audit_pending).values(
+    {c.name: bindparam(c.name, type_=c.type) for c in audit_pending.c if c.name != "id"}
+)
+#: Events sealed per transaction.
+SEAL_BATCH: Final = 1000
+_ALL_PENDING: Final = select(audit_pending).order_by(audit_pending.c.id)
+_OLDEST_PENDING: Final = _ALL_PENDING.limit(SEAL_BATCH)
+_DELETE_SEALED: Final = {
+    "postgresql": audit_pending.delete().where(
+        audit_pending.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
+    ),
+    "sqlite": audit_pending.delete().where(
+        audit_pending.c.id.in_(bindparam("ids", expanding=True))
+    ),
+}
 _LAST_CHECKPOINT: Final = (
     select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)
 )
 
 
 class SqlAuditLog:
-    def __init__(self, db: Database, *, prune_batch: int = PRUNE_BATCH) -> None:
+    #: The statements of every request and every seal (see ``prepared.py``).
+    HOT_STATEMENTS: Final = (_INSERT_PENDING, _LAST_ENTRY, _INSERT_ENTRY, _OLDEST_PENDING)
+    #: ... and on PostgreSQL also these.
+    HOT_POSTGRESQL: Final = (_ADVISORY_LOCK, _ALL_PENDING, _DELETE_SEALED["postgresql"])
+
+    def __init__(
+        self, db: Source, *, lock: asyncio.Lock | None = None, prune_batch: int = PRUNE_BATCH
+    ) -> None:
+        """``lock`` serialises this process's appends; instances on one database share one."""
         if prune_batch < 1:
             raise ValueError("prune_batch must be positive")
         self._db = db
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock() if lock is None else lock
         self._prune_batch = prune_batch
 
-    async def _lock_chain(self, conn: AsyncConnection) -> None:
+    async def _lock_chain(self, conn: Executor) -> None:
         """The chain's lock across processes, held to the end of the transaction (SQLite's
         ``BEGIN IMMEDIATE`` already is one)."""
-        if self._db.is_postgresql:
-            lock_key = literal(_AUDIT_LOCK_KEY, BigInteger)
-            await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+        if self._db.dialect == "postgresql":
+            await conn.execute(_ADVISORY_LOCK)
 
     async def append(self, event: AuditEvent) -> AuditEntry:
-        async with self._lock, self._db.write() as conn:
+        """Seal what is pending, then chain ``event`` right after it, in one transaction."""
+        await self.seal()  # most of it, in batches: what is left comes next
+        async with self._db.write() as conn, self._lock:
             await self._lock_chain(conn)
-            last = (await conn.execute(_LAST_ENTRY)).one_or_none()
-            entry = (
-                chain_entry(event)
-                if last is None
-                else chain_entry(event, prev_seq=last.seq, prev_hash=bytes(last.hash))
-            )
-            await conn.execute(insert(audit_entries), audit_values(entry))
-        return entry
+            pending = [(row.id, event_from_row(row)) for row in await conn.execute(_ALL_PENDING)]
+            entries = await self._seal_on(conn, [*pending, (None, event)])
+        return entries[-1]
+
+    async def append_all(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            async with self._db.write() as conn:
+                await conn.execute(_INSERT_PENDING, [event_values(event) for event in events])
+
+    async def seal(self) -> int:
+        sealed = 0
+        while True:
+            count = await self._seal_batch()
+            sealed += count
+            if count < SEAL_BATCH:  # a short batch took everything there was
+                return sealed
+
+    async def _seal_batch(self) -> int:
+        async with self._db.write() as conn, self._lock:
+            await self._lock_chain(conn)
+            # Read under the lock: another process may have sealed these meanwhile.
+            rows = await conn.execute(_OLDEST_PENDING)
+            pending = [(row.id, event_from_row(row)) for row in rows]
+            if pending:
+                await self._seal_on(conn, pending)
+        return len(pending)
+
+    async def _seal_on(
+        self, conn: Executor, pending: Sequence[tuple[int | None, AuditEvent]]
+    ) -> list[AuditEntry]:
+        """Chain ``pending`` after the last entry, and drop the ones with an id from the pending
+        table. The caller holds the chain lock, in ``conn``'s transaction."""
+        last = (await conn.execute(_LAST_ENTRY)).one_or_none()
+        prev_seq, prev_hash = (0, GENESIS_HASH) if last is None else (last.seq, bytes(last.hash))
+        entries: list[AuditEntry] = []
+        for _, event in pending:
+            entry = chain_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
+            entries.append(entry)
+            prev_seq, prev_hash = entry.seq, entry.hash
+        await conn.execute(_INSERT_ENTRY, [audit_values(entry) for entry in entries])
+        ids = [pending_id for pending_id, _ in pending if pending_id is not None]
+        if ids:
+            await conn.execute(_DELETE_SEALED[self._db.dialect], {"ids": ids})
+        return entries
 
     async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
         if limit < 0:
             raise ValueError("limit must not be negative")
+        await self.seal()
         stmt = select(audit_entries).order_by(audit_entries.c.seq).limit(limit)
         if after_id is not None:
             stmt = stmt.where(audit_entries.c.seq > after_id)
@@ -88,6 +163,7 @@ class SqlAuditLog:
     async def latest(self, event: str | None, limit: int) -> Sequence[AuditEntry]:
         if limit < 0:
             raise ValueError("limit must not be negative")
+        await self.seal()
         stmt = select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(limit)
         if event is not None:
             stmt = stmt.where(audit_entries.c.event == event)
@@ -98,6 +174,7 @@ class SqlAuditLog:
     async def prune(self, before: datetime, *, now: datetime | None = None) -> int:
         before = utc(before, "before")
         now = datetime.now(UTC) if now is None else utc(now, "now")
+        await self.seal()
         total = 0
         while count := await self._prune_batch_before(before, now):
             total += count
@@ -108,7 +185,7 @@ class SqlAuditLog:
         entries, never the newest, and record its checkpoint, so no reader or crash ever sees
         entries gone without the checkpoint that accounts for them."""
         seq = audit_entries.c.seq
-        async with self._lock, self._db.write() as conn:
+        async with self._db.write() as conn, self._lock:
             await self._lock_chain(conn)
             oldest, newest = (await conn.execute(_SEQ_BOUNDS)).one()
             if newest is None or oldest == newest:

@@ -1,0 +1,80 @@
+"""Where the SQL stores' statements run: a :class:`Source` of transactions.
+
+The stores only ever ``await conn.execute(statement, parameters)`` inside ``source.read()`` or
+``source.write()``, so one store class serves every way of running them:
+
+* :class:`~zkauth.storage.pg_direct.PgSource`: PostgreSQL, on an asyncpg pool.
+* :class:`~zkauth.storage.sqlite_loop.LoopSqlite`: SQLite, run on the event loop.
+* :class:`Bound`: every call joins one transaction already open, a unit of work's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+from sqlalchemy import Executable
+
+__all__ = ["Bound", "Executor", "Result", "Source"]
+
+
+class Result(Protocol):
+    """What a statement gives back: the part of SQLAlchemy's ``Result`` the stores use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def one(self) -> Any: ...
+
+    def one_or_none(self) -> Any: ...
+
+    def scalar_one_or_none(self) -> Any: ...
+
+    def first(self) -> Any: ...
+
+
+#: One statement's parameters, or a list of them to run it once for each (``executemany``).
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class Executor(Protocol):
+    async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
+        """Run one statement in the current transaction."""
+        ...
+
+
+class Source(Protocol):
+    #: ``"sqlite"`` or ``"postgresql"``: the few statements that differ pick by it.
+    dialect: str
+
+    def read(self) -> AbstractAsyncContextManager[Executor]:
+        """A connection to read with: each statement sees a consistent snapshot of its own, but
+        two statements may see different ones (no transaction around them), so a store method
+        that reads must read in one statement. It never waits for a writer."""
+        ...
+
+    def write(self) -> AbstractAsyncContextManager[Executor]:
+        """A transaction that may write: committed when the block exits normally, rolled back
+        when it raises. On SQLite it holds the database's write lock from its first statement."""
+        ...
+
+
+class Bound:
+    """Every read and write joins ``executor``'s transaction, which its opener commits."""
+
+    __slots__ = ("_executor", "dialect")
+
+    def __init__(self, executor: Executor, dialect: str) -> None:
+        self._executor = executor
+        self.dialect = dialect
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Executor]:
+        yield self._executor
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Executor]:
+        yield self._executor

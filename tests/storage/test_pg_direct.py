@@ -1,0 +1,93 @@
+"""The PostgreSQL source's pool: sized by its limits, failing closed when exhausted, and
+replacing connections the server dropped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import literal, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.ratelimit.tcp import Proxy
+from tests.storage.builders import make_client
+from zkauth.errors import ServiceUnavailable
+from zkauth.storage import PoolLimits, open_sql_stores
+from zkauth.storage.sql import open_source
+
+pytestmark = pytest.mark.services
+
+
+async def test_an_exhausted_pool_fails_closed_after_its_timeout(empty_postgres_url: str) -> None:
+    limits = PoolLimits(size=1, max_overflow=0, timeout_seconds=0.2)
+    source = await open_source(empty_postgres_url, upgrade=True, pool=limits)
+    try:
+        async with source.read():
+            with pytest.raises(ServiceUnavailable):
+                async with source.read():
+                    pass
+        async with source.read() as conn:  # released: usable again
+            assert (await conn.execute(select(literal(1)))).scalar_one_or_none() == 1
+    finally:
+        await source.dispose()
+
+
+async def test_connections_the_server_dropped_are_replaced(empty_postgres_url: str) -> None:
+    """After a database restart (every connection of the pool dropped), requests go on."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client = make_client()
+    try:
+        assert await stores.clients.create(client)
+        await _terminate_backends(empty_postgres_url)
+        assert await stores.clients.get(client.client_id) == client
+        async with stores.transaction() as tx:
+            assert await tx.clients.revoke(client.client_id, client.created_at)
+    finally:
+        await stores.close()
+
+
+async def _terminate_backends(url: str) -> None:
+    """Kill every other server process on the test's own database (a restart, as seen by us)."""
+    database = url.rsplit("/", 1)[1]
+    engine = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": database},
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.sleep(0.1)
+
+
+async def test_an_unreachable_server_fails_closed_and_its_return_is_noticed(
+    empty_postgres_url: str,
+) -> None:
+    """PostgreSQL behind a proxy that goes away and comes back: 503-class errors meanwhile,
+    service again as soon as it is back."""
+    proxy = Proxy("127.0.0.1", 5432)
+    await proxy.start()
+    via_proxy = empty_postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    limits = PoolLimits(size=2, max_overflow=0, timeout_seconds=1.0)
+    stores = await open_sql_stores(via_proxy, upgrade=True, pool=limits)
+    client = make_client()
+    try:
+        assert await stores.clients.create(client)
+        await proxy.stop()
+        with pytest.raises(ServiceUnavailable):
+            await stores.clients.get(client.client_id)
+        with pytest.raises(ServiceUnavailable):
+            async with stores.transaction() as tx:
+                await tx.clients.revoke(client.client_id, client.created_at)
+        await proxy.start()
+        stored = await stores.clients.get(client.client_id)
+        assert stored == client  # the revocation never happened
+    finally:
+        await stores.close()
+        await proxy.stop()
