@@ -114,6 +114,23 @@ async def test_openapi_document_lists_every_endpoint(api: Api) -> None:
     assert "422" not in paths["/v1/verify"]["post"]["responses"]
 
 
+async def test_openapi_documents_the_headers_that_routes_read_themselves(api: Api) -> None:
+    """Resource and rotation read ``Authorization`` and ``X-Channel-Binding`` without FastAPI's
+    ``Header()``: their documentation must still be what ``Header()`` generates."""
+    paths = (await api.http.get("/openapi.json")).json()["paths"]
+    generated = paths["/v1/clients/{client_id}"]["delete"]["parameters"][1]  # by ``Header()``
+    assert generated["name"] == "authorization"
+    binding = {**generated, "name": "x-channel-binding"}
+    binding["schema"] = {**generated["schema"], "title": "X-Channel-Binding"}
+    for path, method in (
+        ("/v1/resources/{resource_id}", "get"),
+        ("/v1/clients/{client_id}/commitment", "put"),
+    ):
+        parameters = paths[path][method]["parameters"]
+        assert [p["in"] for p in parameters] == ["path", "header", "header"]
+        assert parameters[1:] == [generated, binding]
+
+
 async def test_unexpected_errors_are_a_bare_500_with_one_log_line(
     api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

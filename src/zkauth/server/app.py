@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +47,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         configure_logging()
         built = await build(settings or load_settings(), metrics=metrics)
         app.state.container = built
+        # What start-up made (modules, routes, the container: ~150k objects) lives as long as
+        # the process, and requests make no cyclic garbage. Left to the collector, each full
+        # collection walks all of it on the loop, about once a minute under load, for 70-100 ms
+        # with nothing to free. Frozen, a full collection only walks what came after.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -60,10 +67,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         redoc_url=None,
         # A redirect would be built from the request's Host header; a wrong path is a 404.
         redirect_slashes=False,
+        # The routes themselves, not ``include_router``: FastAPI now includes a router lazily,
+        # behind a wrapper that matches each request twice (~30 µs). Same routes, same OpenAPI
+        # (``app.dependency_overrides`` would not reach them; nothing here uses it).
+        routes=list(router.routes),
     )
     if container is not None:
         app.state.container = container
-    app.include_router(router)
     app.add_exception_handler(ZkAuthError, zkauth_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)

@@ -21,14 +21,15 @@ _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 #: Endpoints that also accept a form body (RFC 7662 requires form encoding for introspection).
 FORM_PATHS: Final = frozenset({"/v1/introspect"})
 
-_SECURITY_HEADERS: Final = [
+_SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
     (b"referrer-policy", b"no-referrer"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-]
+)
 _HSTS: Final = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_WITH_HSTS: Final = (*_SECURITY_HEADERS, _HSTS)
 
 
 class InternalErrors:
@@ -73,9 +74,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_SECURITY_HEADERS)
-        if self.always_hsts or scope.get("scheme") == "https":
-            extra.append(_HSTS)
+        hsts = self.always_hsts or scope.get("scheme") == "https"
+        extra = _WITH_HSTS if hsts else _SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

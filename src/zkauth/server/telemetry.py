@@ -40,8 +40,9 @@ class Telemetry:
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", _UNMATCHED)
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            metrics = self.metrics
+            metrics.labelled(metrics.requests, scope["method"], route, str(status)).inc()
+            metrics.labelled(metrics.latency, route).observe(elapsed)
             if self.access_log:
                 client = scope.get("client")
                 self._log.info(
