@@ -103,15 +103,21 @@ def server_process(
         process = subprocess.Popen(  # noqa: S603 (our own entry point, fixed arguments)
             command, env=environment, stdout=sink, stderr=subprocess.STDOUT
         )
-        stack.callback(_stop, process)
+        stack.callback(stop, process)
         url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(process, url, timeout, log)
+        wait_until_healthy(process, url, timeout, log)
         yield ServerProcess(url, port, process)
 
 
-def _wait_until_healthy(
-    process: subprocess.Popen[bytes], url: str, timeout: float, log: Path
+def wait_until_healthy(
+    process: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    log: Path,
+    what: str = "zkauth serve",
 ) -> None:
+    """Poll ``url/health`` until it answers 200; raise with the end of ``log`` if ``process``
+    exits or ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -121,11 +127,12 @@ def _wait_until_healthy(
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             output = log.read_text(errors="replace")
-            raise RuntimeError(f"zkauth serve did not start: {output[-2000:]}")
+            raise RuntimeError(f"{what} did not start: {output[-2000:]}")
         time.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
     process.terminate()
     try:
         process.wait(timeout=10)
