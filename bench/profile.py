@@ -12,6 +12,11 @@ Each sample goes to the first category below whose frames it contains (so the sh
 100%); what none of them claims goes by its innermost frame's package. Combined with the sample
 rate and the request rate this gives GIL milliseconds per request, by category.
 
+``--native`` samples every thread whether or not it holds the GIL, C frames included (py-spy
+``--native``): this is all the CPU time, and it shows what the GIL profile cannot, such as the
+socket writes of the responses, SQLite's own work and the ristretto255 arithmetic. Threads
+waiting (an idle thread pool, the event loop in ``epoll_wait``) are left out.
+
 ``--svg PATH`` records a flame graph instead (py-spy's own format, all threads), to explore.
 ``--census`` counts the calls behind one request of each kind instead (:mod:`bench.census`).
 
@@ -75,14 +80,33 @@ RULES: Final[list[Rule]] = [
     ("logging (structlog JSON lines)", _any("structlog/", "logging/__init__.py")),
     ("Prometheus metrics", _any("prometheus_client/")),
     ("anomaly monitor", _any("zkauth/service/monitoring.py", "zkauth/ratelimit/counters")),
-    ("audit append (hash chain, its transaction)",
-     _any("sql_audit.py", "zkauth/service/audit.py", "audit_chain.py", "chain_entry")),
+    # Not all of zkauth/service/audit.py: a use case's whole unit of work runs inside it.
+    ("audit trail (events, pending rows, sealing into the hash chain)",
+     _any("sql_audit.py", "Transaction.record", "zkauth/service/sealing.py", "audit_chain.py",
+          "chain_entry", "event_values")),
     ("rate limiting", _any("zkauth/ratelimit/", "zkauth/server/guard.py", "redis/")),
     ("store calls: SQLAlchemy Core + DB driver (event loop side)",
      _any("zkauth/storage/", "sqlalchemy/", "aiosqlite/", "asyncpg/")),
     ("thread-pool hand-offs (anyio, event loop side)", _any("anyio/")),
     ("strict JSON check of the body (BodyRules)", _any("_json_problem")),
 ]  # fmt: skip
+
+#: With ``--native``, checked before :data:`RULES`: time outside Python that the GIL profile misses.
+NATIVE_RULES: Final[list[Rule]] = [
+    ("writing responses to the socket (send syscalls, loopback TCP)",
+     _any("RequestResponseCycle.send (uvicorn")),
+    ("SQLite's own work (C library, file I/O)", _any("libsqlite3", "pwrite", "pread", "fsync")),
+]  # fmt: skip
+
+#: With ``--native``: samples of threads that wait rather than work, left out of the profile.
+IDLE: Final = ("epoll_wait", "epoll_pwait", "_worker (concurrent/futures/thread.py")
+
+
+def _idle(frames: Frames) -> bool:
+    """A thread parked in the kernel: its innermost frame is in libc, under a waiting caller."""
+    leaf = frames[-1] if frames else ""
+    return ("libc.so" in leaf or "epoll" in leaf) and any(n in f for f in frames for n in IDLE)
+
 
 #: What is left, by the innermost frame's file.
 LEAF_RULES: Final[list[tuple[str, tuple[str, ...]]]] = [
@@ -94,8 +118,8 @@ LEAF_RULES: Final[list[tuple[str, tuple[str, ...]]]] = [
 OTHER: Final = "event loop and C extensions (uvloop, httptools, asyncio)"
 
 
-def classify(thread: str, frames: Frames) -> str:
-    for label, matches in RULES:
+def classify(thread: str, frames: Frames, *, native: bool = False) -> str:
+    for label, matches in (NATIVE_RULES + RULES) if native else RULES:
         if matches(thread, frames):
             return label
     leaf = frames[-1] if frames else ""
@@ -119,6 +143,8 @@ def parse_raw(text: str) -> Iterator[tuple[str, Frames, int]]:
 class Profile:
     flow: str
     load: Closed
+    #: Whether every thread was sampled with C frames (``--native``), not only the GIL holder.
+    native: bool
     sample_rate: int
     seconds: float
     samples: int
@@ -128,8 +154,9 @@ class Profile:
     leaves: list[tuple[str, int]]
 
     @property
-    def gil_ms_per_flow(self) -> float:
-        """GIL-held time per flow: samples over the sample rate, over the flows in that time."""
+    def sampled_ms_per_flow(self) -> float:
+        """Sampled time per flow (GIL-held, or all working threads with ``--native``): samples
+        over the sample rate, over the flows in that time."""
         flows = self.load.rate * self.seconds
         return 1e3 * self.samples / self.sample_rate / flows if flows else 0.0
 
@@ -140,15 +167,18 @@ class Profile:
 
 
 def summarise(
-    flow: str, load: Closed, raw: str, sample_rate: int, seconds: float, top: int = 15
-) -> Profile:
+    flow: str, load: Closed, raw: str, sample_rate: int, seconds: float, top: int = 15,
+    *, native: bool = False,
+) -> Profile:  # fmt: skip
     categories: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     for thread, frames, count in parse_raw(raw):
-        categories[classify(thread, frames)] += count
+        if native and _idle(frames):
+            continue
+        categories[classify(thread, frames, native=native)] += count
         leaves[frames[-1] if frames else thread] += count
     return Profile(
-        flow=flow, load=load, sample_rate=sample_rate, seconds=seconds,
+        flow=flow, load=load, native=native, sample_rate=sample_rate, seconds=seconds,
         samples=sum(categories.values()), categories=categories.most_common(),
         leaves=leaves.most_common(top),
     )  # fmt: skip
@@ -176,6 +206,7 @@ def _backend(tmp: Path, backend: str) -> Iterator[ServerProcess]:
 
 def record(
     *, flow: str, concurrency: int, seconds: float, backend: str, rate: int, svg: Path | None,
+    native: bool = False, raw_copy: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Profile | None:  # fmt: skip
     """Profile ``flow`` under closed-loop load; ``None`` when only a flame graph was asked for."""
@@ -185,11 +216,13 @@ def record(
         raw_path = tmp / "profile.raw"
         with _backend(tmp, backend) as server:
             command = [py_spy(), "record", "--pid", str(server.pid), "--duration",
-                       str(int(seconds)), "--rate", str(rate), "--nonblocking"]  # fmt: skip
+                       str(int(seconds)), "--rate", str(rate)]  # fmt: skip
             if svg is None:
-                command += ["--gil", "--threads", "--format", "raw", "-o", str(raw_path)]
+                # Native stacks need the process paused while it is sampled (slower, same shares).
+                command += ["--native"] if native else ["--gil", "--nonblocking"]
+                command += ["--threads", "--format", "raw", "-o", str(raw_path)]
             else:
-                command += ["--threads", "--format", "flamegraph", "-o", str(svg)]
+                command += ["--nonblocking", "--threads", "--format", "flamegraph", "-o", str(svg)]
             started = threading.Event()
             spy: list[subprocess.CompletedProcess[bytes]] = []
 
@@ -219,27 +252,32 @@ def record(
             raise RuntimeError(f"py-spy failed: {detail[-2000:]}")
         if svg is not None:
             return None
-        return summarise(flow, report.flows[0].closed[0], raw_path.read_text(), rate, seconds)
+        raw = raw_path.read_text()
+        if raw_copy is not None:
+            raw_copy.write_text(raw)
+        load = report.flows[0].closed[0]
+        return summarise(flow, load, raw, rate, seconds, native=native)
 
 
 def render(profile: Profile, console: Console) -> None:
     load = profile.load
+    what = "the CPU time" if profile.native else "the GIL time"
     title = (
-        f"{FLOWS[profile.flow][0]}: where the GIL time goes ({load.concurrency} connections, "
+        f"{FLOWS[profile.flow][0]}: where {what} goes ({load.concurrency} connections, "
         f"{load.rate:.0f} flows/s)"
     )
     table = Table(title=title)
     table.add_column("cost")
     table.add_column("share", justify="right")
-    table.add_column("GIL ms / flow", justify="right")
-    per_flow = profile.gil_ms_per_flow
+    table.add_column("CPU ms / flow" if profile.native else "GIL ms / flow", justify="right")
+    per_flow = profile.sampled_ms_per_flow
     for label, count in profile.categories:
         share = count / profile.samples if profile.samples else 0.0
         table.add_row(label, f"{share:.1%}", f"{share * per_flow:.3f}")
     table.caption = (
         f"{profile.samples} samples at {profile.sample_rate} Hz over {profile.seconds:.0f} s; "
-        f"GIL held {per_flow:.2f} ms per flow; server CPU {profile.cpu_ms_per_flow:.2f} ms per "
-        f"flow (all threads, /proc)"
+        f"{'sampled' if profile.native else 'GIL held'} {per_flow:.2f} ms per flow; "
+        f"server CPU {profile.cpu_ms_per_flow:.2f} ms per flow (all threads, /proc)"
     )
     console.print(table)
     leaves = Table(title="innermost frames (self time)")
@@ -264,7 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="sample all working threads with C frames, not only the GIL holder",
+    )
     parser.add_argument("--svg", type=Path, help="write a flame graph here instead")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks in this file")
     parser.add_argument(
         "--census",
         action="store_true",
@@ -278,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with console.status("profiling") as status:
         profile = record(
             flow=args.flow, concurrency=args.concurrency, seconds=args.seconds,
-            backend=args.backend, rate=args.rate, svg=args.svg,
-            progress=lambda line: status.update(line),
+            backend=args.backend, rate=args.rate, svg=args.svg, native=args.native,
+            raw_copy=args.raw, progress=lambda line: status.update(line),
         )  # fmt: skip
     if profile is None:
         console.print(f"flame graph written to {args.svg}")
