@@ -126,6 +126,24 @@ async def limiter(backend_url: str | None) -> AsyncIterator[RateLimiter]:
 
 
 @pytest.fixture
+async def limiter_pair(backend_url: str | None) -> AsyncIterator[tuple[RateLimiter, RateLimiter]]:
+    """Two limiters of one backend with separate state (on Redis: separate prefixes), so that
+    one can be checked against the other."""
+    if backend_url is None:
+        yield MemoryRateLimiter(), MemoryRateLimiter()
+        return
+    async with redis_context(backend_url) as ctx:
+        other = new_prefix()
+        try:
+            yield (
+                RedisRateLimiter(ctx.client, ctx.prefix, use_server_time=False),
+                RedisRateLimiter(ctx.client, other, use_server_time=False),
+            )
+        finally:
+            await delete_prefix(ctx.client, other)
+
+
+@pytest.fixture
 async def counters(backend_url: str | None) -> AsyncIterator[Counters]:
     """Counters always run on the caller's clock."""
     if backend_url is None:

@@ -29,6 +29,22 @@ async def test_fixed_windows_are_independent_per_key_and_length(counters: Counte
     assert await counters.incr_window("a", 300, T0) == 1
 
 
+async def test_fixed_window_counts_a_batch_in_one_call(counters: Counters) -> None:
+    assert await counters.incr_window("volume", 60, T0, 5) == 5
+    assert await counters.incr_window("volume", 60, T0 + 1) == 6
+    assert await counters.incr_window("volume", 60, T0 + 2, amount=494) == 500
+    assert await counters.window_count("volume", 60, T0 + 3) == 500
+    assert await counters.incr_window("volume", 60, T0 + 60, 7) == 7  # the next window
+    assert await counters.window_count("volume", 60, T0) == 500  # now the previous one
+
+
+@pytest.mark.parametrize("amount", [0, -3])
+async def test_amounts_must_be_positive(counters: Counters, amount: int) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        await counters.incr_window("k", 60, T0, amount)
+    assert await counters.window_count("k", 60, T0) == 0
+
+
 async def test_window_count_reads_the_current_and_previous_window(counters: Counters) -> None:
     assert await counters.window_count("volume", 60, T0) == 0  # never counted
     for _ in range(3):
@@ -83,6 +99,11 @@ async def test_distinct_count_saturates_at_the_member_cap(counters: Counters) ->
 async def test_concurrent_increments_are_each_counted_once(counters: Counters) -> None:
     counts = await asyncio.gather(*(counters.incr_window("c", 60, T0) for _ in range(200)))
     assert sorted(counts) == list(range(1, 201))
+
+
+async def test_concurrent_batches_are_each_counted_once(counters: Counters) -> None:
+    counts = await asyncio.gather(*(counters.incr_window("c", 60, T0, 3) for _ in range(100)))
+    assert sorted(counts) == list(range(3, 301, 3))
 
 
 async def test_concurrent_distinct_members_are_each_counted_once(counters: Counters) -> None:

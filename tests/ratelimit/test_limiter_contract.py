@@ -7,8 +7,12 @@ seconds because exactness must hold at today's magnitudes, not only near zero.
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from zkauth.errors import ConfigurationError
 from zkauth.ratelimit import Decision, RateLimiter, Rule
@@ -21,6 +25,19 @@ async def hits(
     limiter: RateLimiter, n: int, rule: Rule, now: float, key: str = "k"
 ) -> list[Decision]:
     return [await limiter.hit(key, rule, now) for _ in range(n)]
+
+
+async def one_by_one(
+    limiter: RateLimiter, checks: Sequence[tuple[str, Rule]], now: float
+) -> list[Decision]:
+    """What ``hit_all`` promises, spelled out with ``hit``."""
+    decisions = []
+    for key, rule in checks:
+        decision = await limiter.hit(key, rule, now)
+        decisions.append(decision)
+        if not decision.allowed:
+            break
+    return decisions
 
 
 async def test_allows_up_to_the_limit_then_refuses(limiter: RateLimiter) -> None:
@@ -110,6 +127,89 @@ async def test_concurrent_hits_allow_exactly_the_limit(limiter: RateLimiter) -> 
     decisions = await asyncio.gather(*(limiter.hit("hot", rule, NOW) for _ in range(200)))
     assert sum(d.allowed for d in decisions) == 50
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(50))
+
+
+# --- hit_all: a request's keys in one call ------------------------------------------------
+
+
+async def test_hit_all_on_fresh_keys_equals_hits_in_order(
+    limiter_pair: tuple[RateLimiter, RateLimiter],
+) -> None:
+    limiter, reference = limiter_pair
+    checks = [("ip", Rule(100, 1.0)), ("client", PER_MINUTE), ("global", Rule(3, 1.0, burst=1))]
+    decisions = await limiter.hit_all(checks, NOW)
+    assert decisions == await one_by_one(reference, checks, NOW)
+    assert [(d.allowed, d.remaining, d.rule) for d in decisions] == [
+        (True, 99, checks[0][1]),
+        (True, 9, PER_MINUTE),
+        (True, 0, checks[2][1]),
+    ]
+
+
+async def test_hit_all_of_nothing_decides_nothing(limiter: RateLimiter) -> None:
+    assert await limiter.hit_all([], NOW) == []
+
+
+async def test_hit_all_stops_at_the_first_refusal(limiter: RateLimiter) -> None:
+    await hits(limiter, 10, PER_MINUTE, NOW, key="client")  # exhausted
+    checks = [("ip", PER_MINUTE), ("client", PER_MINUTE), ("global", PER_MINUTE)]
+    decisions = await limiter.hit_all(checks, NOW)
+    assert [d.allowed for d in decisions] == [True, False]
+    assert decisions[-1].retry_after == pytest.approx(6.0)
+    # The key before the refusal stays counted; the one after it was never touched.
+    assert (await limiter.hit("ip", PER_MINUTE, NOW)).remaining == 8
+    assert (await limiter.hit("global", PER_MINUTE, NOW)).remaining == 9
+    # A refusal of the first key touches nothing else at all.
+    await hits(limiter, 8, PER_MINUTE, NOW, key="ip")
+    assert [d.allowed for d in await limiter.hit_all(checks, NOW)] == [False]
+    assert (await limiter.hit("global", PER_MINUTE, NOW)).remaining == 8
+
+
+async def test_hit_all_may_name_a_key_twice(limiter: RateLimiter) -> None:
+    rule = Rule(3, 60.0)
+    decisions = await limiter.hit_all([("k", rule)] * 5, NOW)
+    assert [(d.allowed, d.remaining) for d in decisions] == [(True, 2), (True, 1), (True, 0),
+                                                             (False, 0)]  # fmt: skip
+
+
+async def test_concurrent_hit_alls_allow_exactly_the_limits(limiter: RateLimiter) -> None:
+    """Each call is atomic: of 200 at once, the first key admits 50 and the second 30 of
+    those; a call refused on the first key never reaches the second."""
+    first, second = Rule(50, 3600.0), Rule(30, 3600.0)
+    results = await asyncio.gather(
+        *(limiter.hit_all([("a", first), ("b", second)], NOW) for _ in range(200))
+    )
+    outcomes = sorted(tuple(d.allowed for d in decisions) for decisions in results)
+    assert outcomes == [(False,)] * 150 + [(True, False)] * 20 + [(True, True)] * 30
+    assert sorted(ds[0].remaining for ds in results if ds[0].allowed) == list(range(50))
+    assert sorted(ds[1].remaining for ds in results if ds[-1].allowed) == list(range(30))
+    assert not (await limiter.hit("a", first, NOW)).allowed
+    assert not (await limiter.hit("b", second, NOW)).allowed
+
+
+_RULES = [Rule(3, 1.0), Rule(5, 10.0, burst=2), Rule(2, 0.5, burst=1), Rule(100, 1.0)]
+_checks = st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(_RULES)), max_size=4)
+_steps = st.lists(
+    st.tuples(st.sampled_from([0.0, 0.0, 0.001, 0.1, 0.4, 3.0]), _checks), min_size=1, max_size=20
+)
+#: Each example works on keys of its own, since the limiters outlive it.
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=_steps)
+async def test_hit_all_agrees_with_hits_in_order_on_random_traffic(
+    limiter_pair: tuple[RateLimiter, RateLimiter], steps: list[tuple[float, list[tuple[str, Rule]]]]
+) -> None:
+    limiter, reference = limiter_pair
+    example = next(_examples)
+    now = NOW
+    for dt, checks in steps:
+        now += dt
+        own = [(f"{example}:{key}", rule) for key, rule in checks]
+        assert await limiter.hit_all(own, now) == await one_by_one(reference, own, now)
 
 
 @pytest.mark.parametrize(

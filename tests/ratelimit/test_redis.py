@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -25,6 +25,7 @@ from zkauth.ratelimit import (
     Rule,
     connect_redis,
 )
+from zkauth.ratelimit.redis import GCRA_SCRIPT
 
 pytestmark = pytest.mark.services
 
@@ -101,6 +102,34 @@ async def test_keys_live_under_the_prefix_and_expire(redis_ctx: RedisContext) ->
     assert 60_000 < ttls[f"{prefix}dst:60:failed-clients"] <= 61_000
 
 
+async def test_a_request_is_one_round_trip_with_a_ttl_per_key(redis_ctx: RedisContext) -> None:
+    client, prefix = redis_ctx.client, redis_ctx.prefix
+    await client.script_load(GCRA_SCRIPT)  # so that no NOSCRIPT reload is counted
+    commands: list[object] = []
+    execute: Callable[..., Awaitable[object]] = client.execute_command
+
+    async def counting(*args: object, **options: object) -> object:
+        commands.append(args[0])
+        return await execute(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    limits = RateLimits(
+        RedisRateLimiter(client, prefix, use_server_time=False),
+        per_ip_rule=Rule(100, 1.0),
+        per_client_rule=Rule(10, 60.0),
+        global_rule=Rule(1000, 3600.0),
+    )
+    decision = await limits.check("192.0.2.1", "alice", NOW)
+    assert commands == ["EVALSHA"]
+    assert (decision.rule.name, decision.remaining) == ("client", 9)
+    # Each key keeps its own expiry: its TAT, plus a second of slack.
+    keys = ["ip:192.0.2.1", "client:alice", "global"]
+    ttls = [await client.pttl(f"{prefix}rl:{key}") for key in keys]
+    assert 1_000 < ttls[0] <= 1_010
+    assert 6_000 < ttls[1] <= 7_000
+    assert 4_000 < ttls[2] <= 4_600
+
+
 async def test_script_is_reloaded_after_noscript(redis_ctx: RedisContext) -> None:
     limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
     limiter._script.sha = "0" * 40  # as if Redis restarted and forgot the script
@@ -116,6 +145,33 @@ async def test_unreadable_state_fails_closed(redis_ctx: RedisContext) -> None:
     assert (await limiter.hit("fine", RULE, NOW)).allowed
 
 
+async def test_unreadable_state_of_a_later_key_fails_closed(redis_ctx: RedisContext) -> None:
+    await redis_ctx.client.set(f"{redis_ctx.prefix}rl:broken", "not a number")
+    limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
+    with pytest.raises(ServiceUnavailable, match="rate limiter unavailable"):
+        await limiter.hit_all([("fine", RULE), ("broken", RULE)], NOW)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "{}",  # nothing decided
+        "{1, 9, 6000000}",  # not four integers per key
+        "{1, 9, 6000000, 0}",  # stopped after an allowed key
+        "{0, 0, 1, 1, 1, 9, 6000000, 0}",  # went on after a refusal
+        "{1, 9, 6, 0, 1, 9, 6, 0, 1, 9, 6, 0}",  # more decisions than keys
+        "{2, 9, 6, 0, 1, 9, 6, 0}",  # not a flag
+        "{1, 9, 6, 0, 'x', 0, 0, 0}",  # not an integer
+        "'ok'",
+    ],
+)
+async def test_an_unexpected_reply_fails_closed(redis_ctx: RedisContext, reply: str) -> None:
+    limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
+    limiter._script = redis_ctx.client.register_script(f"return {reply}")
+    with pytest.raises(ServiceUnavailable, match="unexpected reply"):
+        await limiter.hit_all([("a", RULE), ("b", RULE)], NOW)
+
+
 async def test_unreachable_redis_fails_closed_quickly(redis_ctx: RedisContext) -> None:
     dead = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
     try:
@@ -124,6 +180,8 @@ async def test_unreachable_redis_fails_closed_quickly(redis_ctx: RedisContext) -
         started = time.monotonic()
         with pytest.raises(ServiceUnavailable, match="rate limiter unavailable"):
             await limits.check("192.0.2.1", "alice", NOW)
+        with pytest.raises(ServiceUnavailable, match="rate limiter unavailable"):
+            await RedisRateLimiter(dead, redis_ctx.prefix).hit_all([("k", RULE)], NOW)
         with pytest.raises(ServiceUnavailable, match="shared counters unavailable"):
             await counters.incr_window("failures", 60, NOW)
         with pytest.raises(ServiceUnavailable, match="shared counters unavailable"):

@@ -31,9 +31,9 @@ from zkauth.ratelimit.redis import DEFAULT_TIMEOUT, run_script
 DEFAULT_MAX_MEMBERS = 10_000
 
 # KEYS[1]: hash {prefix}cnt:{window}:{key}, window index -> count. ARGV: window index, oldest
-# index to keep, expiry (ms). Only the current and the previous window are kept.
+# index to keep, expiry (ms), events to count. Only the current and the previous window are kept.
 INCR_WINDOW_SCRIPT = """
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[4])
 local oldest = tonumber(ARGV[2])
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if tonumber(field) < oldest then
@@ -70,6 +70,11 @@ def _window_us(window_seconds: int) -> int:
     if isinstance(window_seconds, bool) or window_seconds < 1:
         raise ValueError("a counting window must be at least 1 second")
     return window_seconds * MICROS
+
+
+def _check_amount(amount: int) -> None:
+    if isinstance(amount, bool) or amount < 1:
+        raise ValueError("the amount of events to count must be at least 1")
 
 
 @dataclass(slots=True)
@@ -111,15 +116,16 @@ class MemoryCounters:
     def __len__(self) -> int:
         return len(self._fixed) + len(self._sliding)
 
-    async def incr_window(self, key: str, window_seconds: int, now: float) -> int:
+    async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
         window, now_us = _window_us(window_seconds), to_micros(now)
+        _check_amount(amount)
         self._maybe_sweep(now_us)
         index = now_us // window
         entry = self._fixed.get((window, key))
         if entry is None:
             self._make_room(now_us)
             entry = self._fixed[(window, key)] = _Fixed(index)
-        count = entry.counts[index] = entry.counts.get(index, 0) + 1
+        count = entry.counts[index] = entry.counts.get(index, 0) + amount
         if index > entry.latest:
             entry.latest = index
             entry.counts = {i: n for i, n in entry.counts.items() if i >= index - 1}
@@ -195,12 +201,15 @@ class RedisCounters:
         self._timeout = timeout
         self._max_members = max_members
 
-    async def incr_window(self, key: str, window_seconds: int, now: float) -> int:
+    async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
         window, now_us = _window_us(window_seconds), to_micros(now)
+        _check_amount(amount)
         index = now_us // window
         # Kept until the *next* window ends, so that it can serve as the previous window.
         expiry_ms = ((index + 2) * window - now_us + 999) // 1000 + 1000
-        return await self._run(self._incr, "cnt", key, window_seconds, index, index - 1, expiry_ms)
+        return await self._run(
+            self._incr, "cnt", key, window_seconds, index, index - 1, expiry_ms, amount
+        )
 
     async def window_count(self, key: str, window_seconds: int, now: float) -> int:
         index = to_micros(now) // _window_us(window_seconds)

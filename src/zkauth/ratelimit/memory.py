@@ -14,6 +14,8 @@ safe: a 429, never a free pass) until sweeping frees room; known keys keep worki
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from zkauth.ratelimit.ports import MICROS, Decision, Rule, gcra_decision, to_micros
 
 #: The default key cap: 100 000 keys is about 15 MB, and at the default per-IP rule (100/s) a
@@ -24,8 +26,9 @@ DEFAULT_MAX_KEYS = 100_000
 class MemoryRateLimiter:
     """GCRA over one ``dict`` of theoretical arrival times, in integer microseconds.
 
-    Safe for any number of coroutines of one event loop: :meth:`hit` never awaits between
-    reading and writing the state, so it is atomic without a lock. Not thread-safe.
+    Safe for any number of coroutines of one event loop: :meth:`hit` never suspends between
+    reading and writing the state, nor :meth:`hit_all` between its hits, so both are atomic
+    without a lock. Not thread-safe.
     """
 
     def __init__(
@@ -65,6 +68,15 @@ class MemoryRateLimiter:
         if new_tat is not None:
             self._tat[key] = new_tat
         return decision
+
+    async def hit_all(self, checks: Sequence[tuple[str, Rule]], now: float) -> list[Decision]:
+        decisions = []
+        for key, rule in checks:
+            decision = await self.hit(key, rule, now)
+            decisions.append(decision)
+            if not decision.allowed:
+                break
+        return decisions
 
     def _sweep(self, now_us: int) -> None:
         """Drop every key whose TAT has passed (O(keys)), and note when the next one will."""

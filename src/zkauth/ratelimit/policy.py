@@ -202,7 +202,8 @@ class RateLimits:
         """Count the request against per-IP, per-client (when ``client_id`` is given: the
         challenge endpoint) and global limits, in that order.
 
-        Returns the most restrictive decision (fewest remaining) for the headers, or raises
+        One :meth:`~zkauth.ratelimit.RateLimiter.hit_all` call (one Redis round trip). Returns
+        the most restrictive decision (fewest remaining) for the headers, or raises
         :class:`RateLimitExceeded` (a :class:`~zkauth.errors.RateLimited`) at the first
         refusal. :class:`~zkauth.errors.ServiceUnavailable` from the limiter propagates: the
         request fails closed.
@@ -211,12 +212,9 @@ class RateLimits:
         if client_id is not None:
             checks.append((f"client:{_bounded(client_id)}", self._per_client))
         checks.append(("global", self._global))
-        decisions = []
-        for key, rule in checks:
-            decision = await self._limiter.hit(key, rule, now)
-            if not decision.allowed:
-                raise RateLimitExceeded(decision)
-            decisions.append(decision)
+        decisions = await self._limiter.hit_all(checks, now)
+        if not decisions[-1].allowed:
+            raise RateLimitExceeded(decisions[-1])
         return min(decisions, key=lambda d: (d.remaining, -d.reset_after))
 
     @staticmethod

@@ -20,6 +20,7 @@ fails closed with a 503 (red-team item 29).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -132,6 +133,17 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def hit_all(self, checks: Sequence[tuple[str, Rule]], now: float) -> list[Decision]:
+        """:meth:`hit` each ``(key, rule)`` in order, stopping at the first refusal.
+
+        Returns the decisions made: one per check when all are allowed, else up to and including
+        the refusing one (the last). Keys before a refusal stay counted; keys after it are not
+        touched. Atomic as a whole, on one clock reading, and in one round trip for a shared
+        adapter (a request checks several keys). Raises
+        :class:`~zkauth.errors.ServiceUnavailable` when it cannot decide.
+        """
+        ...
+
 
 class Counters(Protocol):
     """Shared event counters for lockout and anomaly detection (DESIGN.md "Security
@@ -141,8 +153,9 @@ class Counters(Protocol):
     stops counting would let an attack through unnoticed.
     """
 
-    async def incr_window(self, key: str, window_seconds: int, now: float) -> int:
-        """Count one event and return the count in the current **fixed** window.
+    async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
+        """Count ``amount`` events (at least 1; a caller with a batch of events counts them in
+        one call) and return the count in the current **fixed** window.
 
         Windows are aligned to the epoch (``floor(now / window_seconds)``): O(1) and tiny
         storage even for counting every request, which the volume baseline does. The price is

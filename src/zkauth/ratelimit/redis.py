@@ -1,13 +1,18 @@
 """The Redis-backed GCRA rate limiter, shared by every worker and host (DESIGN.md "Running").
 
-One Lua script reads the key's theoretical arrival time, decides and writes it back: Redis
+One Lua script reads each key's theoretical arrival time, decides and writes it back: Redis
 runs a script atomically, so concurrent requests from any number of hosts cannot both take the
-last unit of quota. The script reads the Redis server's ``TIME`` so that hosts with skewed
-clocks still agree. State is one string per key, ``{prefix}rl:{key}``, holding the TAT in
-integer microseconds, with a ``PX`` expiry one second after that TAT: by then the key behaves
-like a fresh one anyway (a TAT in the past counts as now), so Redis cleans up without losing
-anything. The second of slack keeps a key whose expiry is a few milliseconds away from
-vanishing between two hits whose times were taken before it.
+last unit of quota. A request's keys (per IP, per client, global) go to one script call, so
+checking all of them costs one round trip. The script reads the Redis server's ``TIME`` so that
+hosts with skewed clocks still agree. State is one string per key, ``{prefix}rl:{key}``,
+holding the TAT in integer microseconds, with a ``PX`` expiry one second after that TAT: by
+then the key behaves like a fresh one anyway (a TAT in the past counts as now), so Redis cleans
+up without losing anything. The second of slack keeps a key whose expiry is a few milliseconds
+away from vanishing between two hits whose times were taken before it.
+
+zkauth targets a single Redis (or one behind Sentinel). A script touching several keys needs
+them all in one hash slot on Redis Cluster, which would take a hash tag in the prefix (such as
+``{zkauth}:``, putting every key on one node); cluster mode is not supported.
 
 Fail closed: any Redis error (refused, reset, timed out, a script error) raises
 :class:`~zkauth.errors.ServiceUnavailable`, which the server turns into a 503; nothing is ever
@@ -48,26 +53,37 @@ else
 end
 """
 
-# KEYS[1]: the TAT key. ARGV: now (us, or ''), emission interval (us), tolerance (us).
-# Reply: allowed (0/1), remaining, reset after (us), retry after (us).
+# KEYS: the TAT keys, in order. ARGV: now (us, or ''), then per key its emission interval (us)
+# and tolerance (us). Keys are hit in order up to the first refusal; later keys are untouched.
+# Reply: per decided key, allowed (0/1), remaining, reset after (us), retry after (us).
 GCRA_SCRIPT = (
     NOW_LUA
     + """
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  tat = math.max(tonumber(stored), now)
+local reply = {}
+local function decided(allowed, remaining, reset_after, retry_after)
+  local n = #reply
+  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] =
+    allowed, remaining, reset_after, retry_after
 end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, 0, tat - now, allow_at - now}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = now
+  local stored = redis.call('GET', key)
+  if stored then
+    tat = math.max(tonumber(stored), now)
+  end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if now < allow_at then
+    decided(0, 0, tat - now, allow_at - now)
+    return reply
+  end
+  local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
+  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', ttl_ms)
+  decided(1, math.floor((now - allow_at) / interval), new_tat - now, 0)
 end
-local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
-return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
+return reply
 """
 )
 
@@ -135,9 +151,9 @@ def now_arg(use_server_time: bool, now: float) -> str:
 class RedisRateLimiter:
     """GCRA in one Lua script, keys ``{prefix}rl:{key}``.
 
-    With ``use_server_time`` (the default) the ``now`` passed to :meth:`hit` is ignored and the
-    Redis server's clock is used, so that every host agrees. The limiter does not own ``redis``:
-    whoever created the client closes it.
+    With ``use_server_time`` (the default) the ``now`` passed to :meth:`hit` and
+    :meth:`hit_all` is ignored and the Redis server's clock is used, so that every host agrees.
+    The limiter does not own ``redis``: whoever created the client closes it.
     """
 
     def __init__(
@@ -154,13 +170,43 @@ class RedisRateLimiter:
         self._timeout = timeout
 
     async def hit(self, key: str, rule: Rule, now: float) -> Decision:
-        allowed, remaining, reset_us, retry_us = await run_script(
+        (decision,) = await self.hit_all([(key, rule)], now)
+        return decision
+
+    async def hit_all(self, checks: Sequence[tuple[str, Rule]], now: float) -> list[Decision]:
+        if not checks:
+            return []
+        args: list[str | int] = [now_arg(self._server_time, now)]
+        for _, rule in checks:
+            args += (rule.interval_us, rule.tolerance_us)
+        reply = await run_script(
             self._script,
-            [f"{self._prefix}rl:{key}"],
-            [now_arg(self._server_time, now), rule.interval_us, rule.tolerance_us],
+            [f"{self._prefix}rl:{key}" for key, _ in checks],
+            args,
             time_limit=self._timeout,
             what="rate limiter",
         )
-        return Decision(
-            allowed == 1, rule.limit, remaining, reset_us / MICROS, retry_us / MICROS, rule
-        )
+        if not _well_formed(reply, len(checks)):
+            raise ServiceUnavailable("rate limiter unavailable: unexpected reply from Redis")
+        decisions = []
+        for i, (_, rule) in enumerate(checks[: len(reply) // 4]):
+            allowed, remaining, reset_us, retry_us = reply[4 * i : 4 * i + 4]
+            decisions.append(
+                Decision(
+                    allowed == 1, rule.limit, remaining, reset_us / MICROS, retry_us / MICROS, rule
+                )
+            )
+        return decisions
+
+
+def _well_formed(reply: list[int], keys: int) -> bool:
+    """Four integers per decided key; every decision allowed but the last, which is refused if
+    it stopped the script before the last key."""
+    flags = reply[::4]
+    return (
+        len(reply) % 4 == 0
+        and 0 < len(flags) <= keys
+        and all(flag == 1 for flag in flags[:-1])
+        and flags[-1] in (0, 1)
+        and (flags[-1] == 0 or len(flags) == keys)
+    )

@@ -170,8 +170,9 @@ class Counters(Protocol):
     members use a sliding window. Adapters that cannot count raise
     :class:`~zkauth.errors.ServiceUnavailable`: monitoring fails closed."""
 
-    async def incr_window(self, key: str, window_seconds: int, now: float) -> int:
-        """Count one event in the current window of ``key``; return the window's count."""
+    async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
+        """Count ``amount`` events (at least 1) in the current window of ``key``; return the
+        window's count."""
         ...
 
     async def add_distinct(self, key: str, member: str, window_seconds: int, now: float) -> int:
