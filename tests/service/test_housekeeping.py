@@ -30,6 +30,19 @@ async def test_a_round_deletes_every_expired_challenge_in_batches() -> None:
     assert consumed is not None
 
 
+async def test_a_round_pauses_between_batches() -> None:
+    stores = open_memory_stores()
+    clock = FixedClock(T0 + timedelta(hours=1))
+    for _ in range(7):
+        await stores.challenges.issue(make_challenge(new_client_id()))
+    housekeeping = Housekeeping(stores.challenges, clock, batch=3, pause=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await housekeeping.run_once() == 7
+    # Batches of 3, 3 and 1: a pause after each full one, and none after the last.
+    assert loop.time() - started >= 2 * 0.05
+
+
 class Counted:
     """The memory challenge store, counting what purges delete."""
 
@@ -74,3 +87,5 @@ def test_settings_must_be_positive() -> None:
         Housekeeping(stores.challenges, FixedClock(T0), every=0)
     with pytest.raises(ValueError, match="positive"):
         Housekeeping(stores.challenges, FixedClock(T0), batch=0)
+    with pytest.raises(ValueError, match="negative"):
+        Housekeeping(stores.challenges, FixedClock(T0), pause=-1)

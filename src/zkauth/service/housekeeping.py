@@ -3,8 +3,11 @@
 Every login leaves a consumed challenge behind, and every refusal one issued to the decoy; none
 of them can ever be used again once expired (PROTOCOL.md §5), so keeping them only grows the
 table and its indexes. Batches stay small so that no single delete holds the database (on
-SQLite: the event loop) for long; between batches other requests run. With several processes
-each does its own housekeeping: two deletes of the same rows are harmless.
+SQLite: the event loop) for long, and a round pauses between them: after a burst of logins, tens
+of thousands of challenges expire together, and deleting them back to back in batches of 500
+held SQLite's event loop for 10–20 ms at a time, over and over: a request queued behind each
+batch waited that long (docs/performance.md). With several processes each does its own
+housekeeping: two deletes of the same rows are harmless.
 """
 
 from __future__ import annotations
@@ -19,20 +22,32 @@ from zkauth.service.ports import ChallengeStore, Clock
 
 #: Seconds between two rounds.
 EVERY: Final = 30.0
-#: Challenges deleted per statement.
-BATCH: Final = 500
+#: Challenges deleted per statement: a few milliseconds of SQLite's time.
+BATCH: Final = 100
+#: Seconds between two batches of one round, so that requests keep most of the database's time
+#: (up to ~4 000 deletions a second: far more than challenges can be issued).
+PAUSE: Final = 0.02
 
 
 class Housekeeping:
     def __init__(
-        self, challenges: ChallengeStore, clock: Clock, *, every: float = EVERY, batch: int = BATCH
+        self,
+        challenges: ChallengeStore,
+        clock: Clock,
+        *,
+        every: float = EVERY,
+        batch: int = BATCH,
+        pause: float = PAUSE,
     ) -> None:
         if every <= 0 or batch < 1:
             raise ValueError("every and batch must be positive")
+        if pause < 0:
+            raise ValueError("pause must not be negative")
         self._challenges = challenges
         self._clock = clock
         self._every = every
         self._batch = batch
+        self._pause = pause
         self._task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("zkauth.housekeeping")
 
@@ -44,7 +59,7 @@ class Housekeeping:
             total += count
             if count < self._batch:
                 break
-            await asyncio.sleep(0)  # let requests in between batches
+            await asyncio.sleep(self._pause)  # requests run in between
         return total
 
     def start(self) -> None:
