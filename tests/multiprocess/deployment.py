@@ -1,15 +1,14 @@
 """One zkauth deployment for the multi-process tests: real ``zkauth serve`` processes sharing one
 PostgreSQL database, one Redis key prefix and one signing key, all on 127.0.0.1.
 
-Everything here is the test's own and is removed afterwards: the database ``zkauth_mp_<hex>``
-(dropped after its leftover connections are terminated, that database's only) and the Redis keys
+Everything here is the test's own and is removed afterwards: the database ``zkauth_test_<hex>``
+(dropped with ``WITH (FORCE)``, which ends the connections a killed server left) and the Redis keys
 under ``zkauth-mp-<hex>:`` (found with SCAN on that prefix). Without PostgreSQL or Redis the tests
 are skipped with the reason, unless ``ZKAUTH_REQUIRE_SERVICES=1`` (CI), where they fail.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import secrets
@@ -24,10 +23,9 @@ from typing import Final, NoReturn
 import pytest
 import redis
 from bench.server import GENEROUS_LIMITS, ServerProcess, server_process
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from tests.pg import own_postgres_database
 from zkauth.storage import open_sql_stores
 from zkauth.tokens import load_or_create_signing_key
 
@@ -48,43 +46,13 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-async def _admin(statement: str, **params: str) -> None:
-    # CREATE/DROP DATABASE cannot run inside a transaction: AUTOCOMMIT.
-    engine = create_async_engine(
-        f"postgresql+asyncpg://{PG}/postgres",
-        isolation_level="AUTOCOMMIT",
-        connect_args={"timeout": 5},
-    )
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement), params)
-    finally:
-        await engine.dispose()
-
-
-async def _drop(name: str) -> None:
-    # A server killed with SIGKILL may leave its backends behind for a moment: end those of
-    # this database (and no other), then drop it.
-    await _admin(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = :name AND pid <> pg_backend_pid()",
-        name=name,
-    )
-    await _admin(f'DROP DATABASE IF EXISTS "{name}"')
-
-
 @contextmanager
 def own_database() -> Iterator[str]:
-    """A new, empty database of this run's own; yields its name, then drops it (and only it)."""
-    name = f"zkauth_mp_{secrets.token_hex(6)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, SQLAlchemyError) as exc:
-        unavailable(f"PostgreSQL at {PG} is unavailable: {exc!r}")
-    try:
-        yield name
-    finally:
-        asyncio.run(_drop(name))
+    """A new, empty database of this run's own (:func:`tests.pg.own_postgres_database`: skipped,
+    or failed under ``ZKAUTH_REQUIRE_SERVICES=1``, when unreachable; dropped with any connection
+    a killed server left behind); yields its name."""
+    with contextmanager(own_postgres_database)() as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @contextmanager
