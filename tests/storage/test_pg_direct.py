@@ -1,13 +1,15 @@
-"""The PostgreSQL source's pool: sized by its limits, failing closed when exhausted, and
-replacing connections the server dropped."""
+"""The PostgreSQL source's pool: sized by its limits, failing closed when exhausted, replacing
+connections the server dropped, and reusing released connections without a reset round trip."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import literal, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.ratelimit.tcp import Proxy
 from tests.storage.builders import make_client
@@ -91,3 +93,55 @@ async def test_an_unreachable_server_fails_closed_and_its_return_is_noticed(
     finally:
         await stores.close()
         await proxy.stop()
+
+
+async def test_a_released_connection_is_reused_without_a_reset_query(
+    empty_postgres_url: str,
+) -> None:
+    """Going back to the pool costs no round trip: the server's last query on that connection is
+    still the store's own, not asyncpg's default reset (``RESET ALL`` and the rest)."""
+    limits = PoolLimits(size=1, max_overflow=0, timeout_seconds=1.0)
+    source = await open_source(empty_postgres_url, upgrade=True, pool=limits)
+    marker = "SELECT 'zkauth-release-marker'"
+    try:
+        async with source.read() as conn:
+            pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one_or_none()
+            await conn.execute(text(marker))
+        await asyncio.sleep(0.05)
+        async with _observer(empty_postgres_url) as observer:
+            last = (
+                await observer.execute(
+                    text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+            ).scalar_one()
+        assert last == marker
+    finally:
+        await source.dispose()
+
+
+async def test_a_transaction_left_open_is_rolled_back_before_the_connection_is_reused(
+    empty_postgres_url: str,
+) -> None:
+    limits = PoolLimits(size=1, max_overflow=0, timeout_seconds=1.0)
+    source = await open_source(empty_postgres_url, upgrade=True, pool=limits)
+    try:
+        async with source.read() as conn:
+            await conn.execute(text("BEGIN"))
+            await conn.execute(select(func.set_config("zkauth.probe", "left-open", True)))
+        async with source.read() as conn:  # the pool's one connection again
+            found = await conn.execute(select(func.current_setting("zkauth.probe", True)))
+            assert found.scalar_one_or_none() in (None, "")
+            assert (await conn.execute(select(literal(1)))).scalar_one_or_none() == 1
+    finally:
+        await source.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _observer(url: str) -> AsyncIterator[AsyncConnection]:
+    """A separate SQLAlchemy connection to the test's database, to look at the server's view."""
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.connect() as conn:
+            yield conn
+    finally:
+        await engine.dispose()

@@ -9,7 +9,13 @@ ones once, the rest when they come (asyncpg caches its server-side prepared stat
 connection either way).
 
 Reads run outside any transaction (they are single statements); writes in one transaction per
-unit of work. Unreachable, refused or exhausted (no free connection within the pool's timeout):
+unit of work. A connection goes back to the pool without asyncpg's default reset query (advisory
+unlock, ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``: one more round trip on every release): the
+stores leave no session state behind to reset. They take only transaction-scoped advisory locks,
+open no cursors, listen to nothing and set no session settings; an open transaction is still
+rolled back by asyncpg before the connection is reused.
+
+Unreachable, refused or exhausted (no free connection within the pool's timeout):
 :class:`~zkauth.errors.ServiceUnavailable`, so callers fail closed.
 """
 
@@ -101,7 +107,7 @@ class PgSource:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=0, max_size=limits.size + limits.max_overflow
+                dsn, min_size=0, max_size=limits.size + limits.max_overflow, reset=_no_session_state
             )
         except _CONNECTION_ERRORS as exc:
             raise ServiceUnavailable("database unavailable") from exc
@@ -145,6 +151,11 @@ class PgSource:
 
     async def dispose(self) -> None:
         await self._pool.close()
+
+
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to send (see the module's docstring). asyncpg has
+    already rolled back a transaction left open, without a round trip when there is none."""
 
 
 async def _roll_back(transaction: Any) -> None:
