@@ -106,6 +106,10 @@ class Interference:
     unattributed_max: float
     #: Phases where other processes or steal went over the warning levels.
     disturbed: list[str]
+    #: The speed probe's median time per phase, fastest and slowest phase (µs; 0.0: not
+    #: measured): how much the machine's own speed changed during the timed phases.
+    probe_min_us: float = 0.0
+    probe_max_us: float = 0.0
 
 
 def interference(report: LoadReport) -> Interference:
@@ -116,10 +120,12 @@ def interference(report: LoadReport) -> Interference:
     others = [u.others for _, u in phases]
     disturbed = [name for name, u in phases
                  if u.others > INTERFERENCE_WARNING or u.steal > STEAL_WARNING]  # fmt: skip
+    probes = [u.probe_us for _, u in phases if u.probe_us > 0]
     return Interference(
         others_mean=sum(others) / len(others), others_max=max(others),
         irq_max=max(u.irq for _, u in phases), steal_max=max(u.steal for _, u in phases),
         unattributed_max=max(u.unattributed for _, u in phases), disturbed=disturbed,
+        probe_min_us=min(probes, default=0.0), probe_max_us=max(probes, default=0.0),
     )  # fmt: skip
 
 
@@ -129,6 +135,11 @@ def interference_line(title: str, report: LoadReport) -> str:
             f"{i.others_max:.2f}) during the timed phases; interrupts max {i.irq_max:.2f}, "
             f"hypervisor steal max {i.steal_max:.2f}; short-lived processes max "
             f"{i.unattributed_max:.2f}")  # fmt: skip
+    if i.probe_min_us > 0:
+        spread = i.probe_max_us / i.probe_min_us
+        line += (f"; the speed probe's fixed work took {i.probe_min_us:.0f}–{i.probe_max_us:.0f} "
+                 f"µs (median per phase: the machine ran {spread:.2f}× slower in its slowest "
+                 "phase than in its fastest)")  # fmt: skip
     if i.disturbed:
         line += (f" [yellow]— disturbed ({len(i.disturbed)} of the phases, e.g. "
                  f"{i.disturbed[0]}): rerun on a quiet machine[/]")  # fmt: skip

@@ -4,6 +4,7 @@ writes its :class:`LoadReport` as JSON. Progress goes to stderr, one line per st
 For each flow of the plan, in order: a calibration (a few sequential, untimed flows, to size
 the first supply), a closed-loop phase at each concurrency level (each supply sized from the
 best rate so far), then an open-loop phase at :attr:`Plan.open_fraction` of the flow's peak.
+A speed probe (:mod:`bench.load.speed`) runs beside it all along.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ from bench.load.meter import Meter
 from bench.load.plan import FLOWS, Plan
 from bench.load.results import Closed, FlowReport, LoadReport
 from bench.load.session import Session
+from bench.load.speed import SpeedProbe
 
 
 async def generate(plan: Plan, log: Callable[[str], None]) -> LoadReport:
@@ -34,7 +37,10 @@ async def generate(plan: Plan, log: Callable[[str], None]) -> LoadReport:
     self_check()
     began = time.perf_counter()
     deadline = began + plan.max_seconds
-    meter = Meter(plan.server_pid)
+    probe_dir = tempfile.TemporaryDirectory(prefix="zkauth-speed-")
+    probe = SpeedProbe(Path(probe_dir.name) / "timings")
+    probe.start()
+    meter = Meter(plan.server_pid, probe)
     reports = []
     session = Session(url.port, plan.precompute_workers, log)
     in_flight = max(*plan.concurrency, plan.open_connections)
@@ -79,6 +85,8 @@ async def generate(plan: Plan, log: Callable[[str], None]) -> LoadReport:
             reports.append(FlowReport(name, FLOWS[name][1], closed, opened))
     finally:
         session.close()
+        probe.stop()
+        probe_dir.cleanup()
     return LoadReport(plan.url, reports, round(time.perf_counter() - began, 1))
 
 

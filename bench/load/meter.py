@@ -1,8 +1,10 @@
 """Who used the CPU during a timed phase, and the server's resident memory, read from ``/proc``.
 
 CPU is split between the server's process tree, PostgreSQL and Redis, this generator (with its
-precompute processes), kernel threads and every other process: the last is interference (other
-work on the machine), reported so that a disturbed run can be recognised and rerun.
+precompute processes and the speed probe), kernel threads and every other process: the last is
+interference (other work on the machine), reported so that a disturbed run can be recognised and
+rerun. With a :class:`~bench.load.speed.SpeedProbe`, each phase also says how fast the machine
+itself ran meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final
 
 from bench import proc
 from bench.load.results import Memory, Usage
+from bench.load.speed import SpeedProbe
 
 #: Process names of the backing services (their CPU is reported apart from the server's).
 SERVICES: Final = ("postgres", "redis-server")
@@ -34,8 +37,9 @@ class _Reading:
 class Meter:
     """CPU used between :meth:`mark` and :meth:`usage`, by whom."""
 
-    def __init__(self, server_pid: int) -> None:
+    def __init__(self, server_pid: int, probe: SpeedProbe | None = None) -> None:
         self._server_pid = server_pid
+        self._probe = probe
         self._marked: _Reading | None = None
 
     @staticmethod
@@ -68,6 +72,7 @@ class Meter:
             irq=round((now.irq - then.irq) / wall, 3),
             steal=round((now.steal - then.steal) / wall, 3),
             kernel=cores(kernel), others=cores(others),
+            probe_us=self._probe.median_us(then.wall, now.wall) if self._probe else 0.0,
         )  # fmt: skip
 
 

@@ -37,6 +37,9 @@ class Usage:
     #: Kernel threads (softirq handling, workers), and every other process: interference.
     kernel: float = 0.0
     others: float = 0.0
+    #: The speed probe's median time for its fixed work during the window, in µs (higher:
+    #: the machine ran slower; 0.0: not measured). See :mod:`bench.load.speed`.
+    probe_us: float = 0.0
 
     @property
     def unattributed(self) -> float:
