@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench.load.results import FlowReport
+from bench.report import probe_cell
 from bench.targets import Run
 
 
@@ -22,6 +23,7 @@ def _flows(title: str, flows: list[FlowReport], ceiling: float) -> Iterator[str]
     yield ""
     header = ["flow", "req", *(f"c={c} /s" for c in levels), "peak flows/s", "peak req/s"]
     header += ["of ceiling", "open loop /s", "p50 ms", "p99 ms", "failed", "server CPU @peak"]
+    header += ["probe µs (peak / open)"]
     yield _row(header)
     yield _row(["---", *["---:"] * (len(header) - 1)])
     for f in flows:
@@ -37,7 +39,7 @@ def _flows(title: str, flows: list[FlowReport], ceiling: float) -> Iterator[str]
             cpu += f" + {peak.usage.services:.2f}"
         yield _row([f.title, f.requests, *rates, f"{peak.rate:.0f}",
                     f"{peak.rate * f.requests:.0f}", f"{peak.rate / ceiling:.1%}", *opened,
-                    f.errors, cpu])  # fmt: skip
+                    f.errors, cpu, probe_cell(f)])  # fmt: skip
     yield ""
 
 

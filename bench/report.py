@@ -8,7 +8,7 @@ from typing import Final
 from rich.console import Console
 from rich.table import Table
 
-from bench.load.results import Closed, FlowReport, LoadReport, Open
+from bench.load.results import Closed, FlowReport, LoadReport, Open, Usage
 from bench.targets import Backend, Row, Run, Target, soak_memory
 
 #: Other processes using more than this many cores during a timed phase, or the hypervisor
@@ -42,6 +42,16 @@ def _open_cells(o: Open | None) -> list[str]:
     return [rate, f"{o.p50_ms:.1f}", f"{o.p99_ms:.1f}"]
 
 
+def probe_cell(flow: FlowReport) -> str:
+    """The speed probe's median µs during the peak phase and the open-loop phase ("-" where it
+    did not run): the machine each of the two was measured on."""
+
+    def cell(usage: Usage | None) -> str:
+        return "-" if usage is None or usage.probe_us <= 0 else f"{usage.probe_us:.0f}"
+
+    return f"{cell(flow.peak.usage)} / {cell(flow.open.usage if flow.open else None)}"
+
+
 def flows_table(title: str, reports: list[FlowReport], ceiling: float) -> Table:
     """One row per flow: closed-loop rates by concurrency, the peak in flows and requests per
     second, its share of the ceiling, unloaded latency, open-loop latency at half the peak,
@@ -53,7 +63,7 @@ def flows_table(title: str, reports: list[FlowReport], ceiling: float) -> Table:
     for level in levels:
         table.add_column(f"c={level} /s", justify="right")
     for name in ("peak /s (c)", "peak req/s", "of ceiling", "c=1 p50 ms", "open /s", "p50 ms",
-                 "p99 ms", "failed", "CPU @peak"):  # fmt: skip
+                 "p99 ms", "failed", "CPU @peak", "probe µs"):  # fmt: skip
         table.add_column(name, justify="right")
     for flow in reports:
         peak = flow.peak
@@ -70,14 +80,15 @@ def flows_table(title: str, reports: list[FlowReport], ceiling: float) -> Table:
             f"{peak.rate * flow.requests:.0f}",
             f"{peak.rate / ceiling:.1%}" if ceiling else "-",
             "-" if single is None else f"{single.p50_ms:.2f}",
-            *_open_cells(flow.open), failed, cpu,
+            *_open_cells(flow.open), failed, cpu, probe_cell(flow),
         )  # fmt: skip
     table.caption = (
         "closed loop: flows/s completed without error with c connections († = a shorter window: "
         "the precomputed supply ran out); of ceiling: peak "
         "flows/s over the ceiling's peak req/s; open loop: flows offered at ½ the peak, latency "
         "from the scheduled start (✗ = overloaded); failed: flows with an error, every phase; "
-        "CPU: server cores at the peak (+ PostgreSQL and Redis)"
+        "CPU: server cores at the peak (+ PostgreSQL and Redis); probe: the speed probe's "
+        "median time at the peak / in open loop (higher: the machine ran slower)"
     )
     return table
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.load.results import Closed, FlowReport, LoadReport, Usage
 from bench.load.speed import SpeedProbe, median_us
-from bench.report import interference, interference_line
+from bench.report import interference, interference_line, probe_cell
 
 
 def _write(path: Path, records: list[tuple[float, float]], tail: bytes = b"") -> None:
@@ -72,3 +72,9 @@ def test_phases_without_a_probe_say_nothing_of_speed() -> None:
     summary = interference(_report(0.0, 0.0))
     assert (summary.probe_min_us, summary.probe_max_us) == (0.0, 0.0)
     assert "speed probe" not in interference_line("SQLite", _report(0.0, 0.0))
+
+
+def test_each_flow_row_names_the_machine_speed_of_its_peak_and_open_loop_phases() -> None:
+    report = _report(400.0, 300.0)  # the peak is the first phase (equal rates: max keeps it)
+    assert probe_cell(report.flows[0]) == "400 / -"
+    assert probe_cell(_report(0.0).flows[0]) == "- / -"
