@@ -5,6 +5,8 @@ far apart the slowest and the fastest phase were."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,3 +80,36 @@ def test_each_flow_row_names_the_machine_speed_of_its_peak_and_open_loop_phases(
     report = _report(400.0, 300.0)  # the peak is the first phase (equal rates: max keeps it)
     assert probe_cell(report.flows[0]) == "400 / -"
     assert probe_cell(_report(0.0).flows[0]) == "- / -"
+
+
+def test_the_probe_ends_when_the_process_that_started_it_is_gone(tmp_path: Path) -> None:
+    """A generator killed outright (no chance to stop its probe) leaves no probe running."""
+    out = tmp_path / "timings"
+    with subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+        [sys.executable, "-c", _STARTER, str(out)], stdout=subprocess.PIPE
+    ) as starter:
+        assert starter.stdout is not None
+        probe_pid = int(starter.stdout.readline())
+        starter.kill()
+    deadline = time.monotonic() + 10.0
+    while _alive(probe_pid):
+        assert time.monotonic() < deadline, "the probe outlived its starter by 10 s"
+        time.sleep(0.05)
+
+
+_STARTER = """
+import os, subprocess, sys, time
+command = [sys.executable, "-m", "bench.load.speed", sys.argv[1], str(os.getpid())]
+probe = subprocess.Popen(command)
+print(probe.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by init, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

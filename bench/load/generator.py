@@ -37,12 +37,23 @@ async def generate(plan: Plan, log: Callable[[str], None]) -> LoadReport:
     self_check()
     began = time.perf_counter()
     deadline = began + plan.max_seconds
-    probe_dir = tempfile.TemporaryDirectory(prefix="zkauth-speed-")
-    probe = SpeedProbe(Path(probe_dir.name) / "timings")
-    probe.start()
-    meter = Meter(plan.server_pid, probe)
+    with tempfile.TemporaryDirectory(prefix="zkauth-speed-") as probe_dir:
+        probe = SpeedProbe(Path(probe_dir) / "timings")
+        probe.start()
+        try:
+            meter = Meter(plan.server_pid, probe)
+            reports = await _flows(plan, url.port, log, meter, deadline)
+        finally:
+            probe.stop()
+    return LoadReport(plan.url, reports, round(time.perf_counter() - began, 1))
+
+
+async def _flows(
+    plan: Plan, port: int, log: Callable[[str], None], meter: Meter, deadline: float
+) -> list[FlowReport]:
+    """Every flow of the plan in turn: its closed-loop levels, then its open loop."""
     reports = []
-    session = Session(url.port, plan.precompute_workers, log)
+    session = Session(port, plan.precompute_workers, log)
     in_flight = max(*plan.concurrency, plan.open_connections)
     try:
         for name in plan.flows:
@@ -85,9 +96,7 @@ async def generate(plan: Plan, log: Callable[[str], None]) -> LoadReport:
             reports.append(FlowReport(name, FLOWS[name][1], closed, opened))
     finally:
         session.close()
-        probe.stop()
-        probe_dir.cleanup()
-    return LoadReport(plan.url, reports, round(time.perf_counter() - began, 1))
+    return reports
 
 
 def _run(coroutine: Coroutine[Any, Any, LoadReport]) -> LoadReport:

@@ -1,5 +1,6 @@
 """How fast the machine ran during each timed phase: one fixed piece of CPU work, timed again and
-again by a process of its own (``python -m bench.load.speed OUT``, started by the generator).
+again by a process of its own (``python -m bench.load.speed OUT PARENT_PID``, started by the
+generator).
 
 On a virtual machine the same work does not always take the same time. The host's other
 tenants, a busy hyperthread sibling or frequency changes slow a virtual CPU down, and the guest
@@ -20,6 +21,7 @@ generator's CPU.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import struct
 import subprocess
@@ -45,10 +47,12 @@ def work() -> int:
     return total
 
 
-def run(out: Path, period: float = PERIOD) -> None:
-    """Time :func:`work` every ``period`` seconds, appending to ``out``, until killed."""
+def run(out: Path, parent: int, period: float = PERIOD) -> None:
+    """Time :func:`work` every ``period`` seconds, appending to ``out``, until killed or until
+    ``parent``, the process that started it, is gone (so a generator killed outright leaves no
+    probe behind; given by the parent itself, since it may be gone before this one runs)."""
     with out.open("ab", buffering=0) as sink:
-        while True:
+        while os.getppid() == parent:
             start = time.thread_time()
             work()
             took = time.thread_time() - start
@@ -77,7 +81,7 @@ class SpeedProbe:
 
     def start(self) -> None:
         self._process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-            [sys.executable, "-m", "bench.load.speed", str(self.path)],
+            [sys.executable, "-m", "bench.load.speed", str(self.path), str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -94,4 +98,4 @@ class SpeedProbe:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        run(Path(sys.argv[1]))
+        run(Path(sys.argv[1]), int(sys.argv[2]))
