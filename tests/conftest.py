@@ -10,6 +10,8 @@ from bench.server import GENEROUS_LIMITS
 
 from tests.pg import own_postgres_database
 
+pytest_plugins = ["tests.watchdog"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """In-process apps built from ``Settings`` in tests get generous rate limits: tests send far

@@ -1,0 +1,113 @@
+"""A watchdog over the test run: a test's set-up, call or tear-down that runs longer than
+``ZKAUTH_TEST_STUCK_SECONDS`` (default 300) is reported with the stack of every asyncio task,
+then the run is interrupted.
+
+An async fixture's tear-down has been seen waiting for ever, rarely, in full runs. Without this
+such a hang holds CI for its whole time limit and tells nothing of what it waited for; with it,
+the run fails within minutes and the report shows the coroutine that never finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Generator
+
+import pytest
+
+STUCK_SECONDS = float(os.environ.get("ZKAUTH_TEST_STUCK_SECONDS", "300"))
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.since = 0.0
+        self.fired = False
+        self.lock = threading.Lock()
+
+    def enter(self, phase: str) -> None:
+        with self.lock:
+            self.phase, self.since, self.fired = phase, time.monotonic(), False
+
+    def leave(self) -> None:
+        with self.lock:
+            self.phase = None
+
+    def overdue(self) -> str | None:
+        with self.lock:
+            if self.phase is None or self.fired or time.monotonic() - self.since < STUCK_SECONDS:
+                return None
+            self.fired = True
+            return self.phase
+
+
+_WATCH = _Watch()
+
+
+def tasks_report() -> str:
+    """Every pending asyncio task of every open event loop, with its stack."""
+    out = io.StringIO()
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    for loop in loops:
+        if loop.is_closed():
+            continue
+        out.write(f"event loop {loop!r} (running: {loop.is_running()})\n")
+        for task in asyncio.all_tasks(loop):
+            out.write(f"  {task!r}\n")
+            task.print_stack(file=out)
+    return out.getvalue()
+
+
+def _watch(config: pytest.Config) -> None:
+    while True:
+        time.sleep(1.0)
+        phase = _WATCH.overdue()
+        if phase is None:
+            continue
+        try:
+            report = tasks_report()
+        except Exception as exc:  # a diagnosis must not stop the interruption
+            report = f"(the tasks could not be listed: {exc!r})"
+        # Past pytest's output capture, which would otherwise keep the report to itself.
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            sys.stderr.write(f"\n*** {phase} has run for over {STUCK_SECONDS:.0f} s: stopping "
+                             f"the run. Pending asyncio tasks:\n{report}\n")  # fmt: skip
+            sys.stderr.flush()
+        # A real SIGINT: it also wakes a main thread blocked in a system call (an idle event
+        # loop's select), which _thread.interrupt_main() does not.
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    threading.Thread(target=_watch, args=(config,), name="test-watchdog", daemon=True).start()
+
+
+def _watched(phase: str, item: pytest.Item) -> Generator[None, None, None]:
+    _WATCH.enter(f"{phase} of {item.nodeid}")
+    try:
+        yield
+    finally:
+        _WATCH.leave()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _watched("set-up", item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _watched("call", item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _watched("tear-down", item)
