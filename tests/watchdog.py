@@ -1,6 +1,6 @@
 """A watchdog over the test run: a test's set-up, call or tear-down that runs longer than
 ``ZKAUTH_TEST_STUCK_SECONDS`` (default 300) is reported with the stack of every asyncio task,
-then the run is interrupted.
+then the run is interrupted, and fails.
 
 An async fixture's tear-down has been seen waiting for ever, rarely, in full runs. Without this
 such a hang holds CI for its whole time limit and tells nothing of what it waited for; with it,
@@ -30,6 +30,8 @@ class _Watch:
         self.phase: str | None = None
         self.since = 0.0
         self.fired = False
+        #: What the watchdog stopped, if anything (the run then fails, whatever else happens).
+        self.stopped: list[str] = []
         self.lock = threading.Lock()
 
     def enter(self, phase: str) -> None:
@@ -45,6 +47,7 @@ class _Watch:
             if self.phase is None or self.fired or time.monotonic() - self.since < STUCK_SECONDS:
                 return None
             self.fired = True
+            self.stopped.append(self.phase)
             return self.phase
 
 
@@ -88,6 +91,14 @@ def _watch(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     threading.Thread(target=_watch, args=(config,), name="test-watchdog", daemon=True).start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A stuck phase fails the run even if the interruption let the rest go on (an event loop
+    turns SIGINT into a cancellation, which a stuck tear-down may then survive)."""
+    if _WATCH.stopped:
+        sys.stderr.write(f"\n*** the watchdog stopped: {', '.join(_WATCH.stopped)}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _watched(phase: str, item: pytest.Item) -> Generator[None, None, None]:

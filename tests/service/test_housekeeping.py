@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
+from typing import cast
 
 import pytest
 
@@ -89,3 +91,33 @@ def test_settings_must_be_positive() -> None:
         Housekeeping(stores.challenges, FixedClock(T0), batch=0)
     with pytest.raises(ValueError, match="negative"):
         Housekeeping(stores.challenges, FixedClock(T0), pause=-1)
+
+
+class _AbsorbingStore:
+    """A challenge store whose delete swallows a cancellation, as a database driver can when one
+    lands mid-statement."""
+
+    def __init__(self) -> None:
+        self.in_round = asyncio.Event()
+        self.rounds = 0
+
+    async def purge_expired(self, before: datetime, limit: int | None = None) -> int:
+        self.rounds += 1
+        self.in_round.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        return 0
+
+
+async def test_closing_ends_the_rounds_even_if_one_absorbs_a_cancellation() -> None:
+    store = _AbsorbingStore()
+    housekeeping = Housekeeping(cast(ChallengeStore, store), FixedClock(T0), every=0.01)
+    housekeeping.start()
+    await asyncio.wait_for(store.in_round.wait(), 5)
+    closing = asyncio.ensure_future(housekeeping.close())
+    await asyncio.wait({closing}, timeout=5)
+    assert closing.done(), "close() still waiting after 5 s"
+    closing.result()
+    rounds = store.rounds
+    await asyncio.sleep(0.1)
+    assert store.rounds == rounds

@@ -35,6 +35,7 @@ class Sealer:
         self._every = every
         self._delay = delay
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._logger = structlog.get_logger("zkauth.sealing")
 
@@ -48,12 +49,15 @@ class Sealer:
             self._task = asyncio.create_task(self._run(), name="zkauth-sealer")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._every)
-                await asyncio.sleep(self._delay)
+                async with asyncio.timeout(self._every):
+                    await self._wake.wait()
+                if not self._closing:
+                    await asyncio.sleep(self._delay)
             self._wake.clear()
-            await self._seal()
+            if not self._closing:
+                await self._seal()
 
     async def _seal(self) -> None:
         try:
@@ -66,7 +70,10 @@ class Sealer:
         next reader, seals what is left)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Asked to stop, not cancelled: a cancellation landing inside a round (in the
+            # database driver) can be absorbed there, leaving the loop running and close()
+            # waiting for it for ever. The round under way finishes first.
+            self._closing = True
+            self._wake.set()
+            await task
             await self._seal()
