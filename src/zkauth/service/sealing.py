@@ -49,15 +49,16 @@ class Sealer:
             self._task = asyncio.create_task(self._run(), name="zkauth-sealer")
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._every):
                     await self._wake.wait()
                 if not self._closing:
                     await asyncio.sleep(self._delay)
+            if self._closing:
+                return
             self._wake.clear()
-            if not self._closing:
-                await self._seal()
+            await self._seal()
 
     async def _seal(self) -> None:
         try:
