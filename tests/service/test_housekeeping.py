@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import cast
 
 import pytest
 
+from tests.service.absorbing import Absorbing, assert_close_ends_the_rounds
 from tests.storage.builders import T0, make_challenge, new_client_id
 from zkauth.service.clock import FixedClock
 from zkauth.service.housekeeping import Housekeeping
@@ -93,31 +93,8 @@ def test_settings_must_be_positive() -> None:
         Housekeeping(stores.challenges, FixedClock(T0), pause=-1)
 
 
-class _AbsorbingStore:
-    """A challenge store whose delete swallows a cancellation, as a database driver can when one
-    lands mid-statement."""
-
-    def __init__(self) -> None:
-        self.in_round = asyncio.Event()
-        self.rounds = 0
-
-    async def purge_expired(self, before: datetime, limit: int | None = None) -> int:
-        self.rounds += 1
-        self.in_round.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0.05)
-        return 0
-
-
 async def test_closing_ends_the_rounds_even_if_one_absorbs_a_cancellation() -> None:
-    store = _AbsorbingStore()
+    store = Absorbing()
     housekeeping = Housekeeping(cast(ChallengeStore, store), FixedClock(T0), every=0.01)
     housekeeping.start()
-    await asyncio.wait_for(store.in_round.wait(), 5)
-    closing = asyncio.ensure_future(housekeeping.close())
-    await asyncio.wait({closing}, timeout=5)
-    assert closing.done(), "close() still waiting after 5 s"
-    closing.result()
-    rounds = store.rounds
-    await asyncio.sleep(0.1)
-    assert store.rounds == rounds
+    await assert_close_ends_the_rounds(store, housekeeping.close)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from tests.service.absorbing import Absorbing, assert_close_ends_the_rounds
 from tests.storage.builders import make_event
 from zkauth.service.audit import NO_CONTEXT, Auditor
 from zkauth.service.clock import SystemClock
@@ -81,31 +81,8 @@ def test_the_period_must_be_positive() -> None:
         Sealer(open_memory_stores().audit, every=0)
 
 
-class _AbsorbingLog:
-    """An audit log whose sealing round swallows a cancellation, as a database driver can when
-    one lands mid-query (seen: a server's shutdown waiting for ever on its sealer)."""
-
-    def __init__(self) -> None:
-        self.in_round = asyncio.Event()
-        self.rounds = 0
-
-    async def seal(self) -> int:
-        self.rounds += 1
-        self.in_round.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0.05)
-        return 0
-
-
 async def test_closing_ends_the_loop_even_if_a_round_absorbs_a_cancellation() -> None:
-    log = _AbsorbingLog()
+    log = Absorbing()
     sealer = Sealer(cast(AuditLog, log), every=0.01, delay=0)
     sealer.start()
-    await asyncio.wait_for(log.in_round.wait(), 5)
-    closing = asyncio.ensure_future(sealer.close())
-    await asyncio.wait({closing}, timeout=5)
-    assert closing.done(), "close() still waiting after 5 s"  # before: for ever
-    closing.result()
-    rounds = log.rounds
-    await asyncio.sleep(0.1)
-    assert log.rounds == rounds  # nothing runs any more
+    await assert_close_ends_the_rounds(log, sealer.close)
