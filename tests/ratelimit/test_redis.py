@@ -7,9 +7,11 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -17,6 +19,7 @@ from tests.ratelimit.conftest import REDIS_HOST, REDIS_PORT, RedisContext
 from tests.ratelimit.tcp import Proxy, SilentServer, free_port
 from zkauth.errors import ServiceUnavailable
 from zkauth.ratelimit import (
+    Decision,
     MemoryRateLimiter,
     RateLimitExceeded,
     RateLimits,
@@ -102,17 +105,37 @@ async def test_keys_live_under_the_prefix_and_expire(redis_ctx: RedisContext) ->
     assert 60_000 < ttls[f"{prefix}dst:60:failed-clients"] <= 61_000
 
 
+def _count_round_trips(client: Redis) -> tuple[list[object], list[list[object]]]:
+    """Commands the client sends alone, and the commands of each pipeline it sends."""
+    alone: list[object] = []
+    pipelines: list[list[object]] = []
+    execute: Callable[..., Awaitable[object]] = client.execute_command
+    make_pipeline = client.pipeline
+
+    async def counting(*args: object, **options: object) -> object:
+        alone.append(args[0])
+        return await execute(*args, **options)
+
+    def counting_pipeline(*args: Any, **options: Any) -> Pipeline:
+        pipe = make_pipeline(*args, **options)
+        run = pipe.execute
+
+        async def counted(raise_on_error: bool = True) -> list[Any]:
+            pipelines.append([command[0] for command, _ in pipe.command_stack])
+            return await run(raise_on_error)
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    return alone, pipelines
+
+
 async def test_a_request_is_one_round_trip_with_a_ttl_per_key(redis_ctx: RedisContext) -> None:
     client, prefix = redis_ctx.client, redis_ctx.prefix
     await client.script_load(GCRA_SCRIPT)  # so that no NOSCRIPT reload is counted
-    commands: list[object] = []
-    execute: Callable[..., Awaitable[object]] = client.execute_command
-
-    async def counting(*args: object, **options: object) -> object:
-        commands.append(args[0])
-        return await execute(*args, **options)
-
-    client.execute_command = counting  # type: ignore[method-assign]
+    alone, pipelines = _count_round_trips(client)
     limits = RateLimits(
         RedisRateLimiter(client, prefix, use_server_time=False),
         per_ip_rule=Rule(100, 1.0),
@@ -120,7 +143,7 @@ async def test_a_request_is_one_round_trip_with_a_ttl_per_key(redis_ctx: RedisCo
         global_rule=Rule(1000, 3600.0),
     )
     decision = await limits.check("192.0.2.1", "alice", NOW)
-    assert commands == ["EVALSHA"]
+    assert (alone, pipelines) == ([], [["EVALSHA"]])
     assert (decision.rule.name, decision.remaining) == ("client", 9)
     # Each key keeps its own expiry: its TAT, plus a second of slack.
     keys = ["ip:192.0.2.1", "client:alice", "global"]
@@ -128,6 +151,59 @@ async def test_a_request_is_one_round_trip_with_a_ttl_per_key(redis_ctx: RedisCo
     assert 1_000 < ttls[0] <= 1_010
     assert 6_000 < ttls[1] <= 7_000
     assert 4_000 < ttls[2] <= 4_600
+
+
+async def test_concurrent_calls_share_one_round_trip_and_keep_their_order(
+    redis_ctx: RedisContext,
+) -> None:
+    client, prefix = redis_ctx.client, redis_ctx.prefix
+    await client.script_load(GCRA_SCRIPT)
+    alone, pipelines = _count_round_trips(client)
+    limiter = RedisRateLimiter(client, prefix, use_server_time=False)
+    decisions = await asyncio.gather(*(limiter.hit("k", RULE, NOW) for _ in range(12)))
+    assert (alone, pipelines) == ([], [["EVALSHA"] * 12])
+    # Exactly what twelve calls one after the other decide: 10 allowed, in order, then refused.
+    assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
+    assert [d.allowed for d in decisions] == [True] * 10 + [False] * 2
+    # Calls made after the batch left go in the next one.
+    assert not (await limiter.hit("k", RULE, NOW)).allowed
+    assert pipelines == [["EVALSHA"] * 12, ["EVALSHA"]]
+
+
+async def test_a_failing_call_fails_alone_in_its_batch(redis_ctx: RedisContext) -> None:
+    await redis_ctx.client.set(f"{redis_ctx.prefix}rl:broken", "not a number")
+    limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
+    fine, broken, other = await asyncio.gather(
+        limiter.hit("fine", RULE, NOW),
+        limiter.hit("broken", RULE, NOW),
+        limiter.hit("other", RULE, NOW),
+        return_exceptions=True,
+    )
+    assert isinstance(broken, ServiceUnavailable)
+    assert "rate limiter unavailable" in str(broken)
+    assert isinstance(fine, Decision) and fine.remaining == 9
+    assert isinstance(other, Decision) and other.remaining == 9
+
+
+async def test_a_caller_that_gives_up_leaves_its_batch_unharmed(redis_ctx: RedisContext) -> None:
+    limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
+    quitter = asyncio.ensure_future(limiter.hit("quitter", RULE, NOW))
+    stayer = asyncio.ensure_future(limiter.hit("stayer", RULE, NOW))
+    await asyncio.sleep(0)  # both queued, their batch on its way
+    quitter.cancel()
+    assert (await stayer).remaining == 9
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    # Its hit may have counted (it was already sent), never twice; the limiter goes on.
+    assert (await limiter.hit("quitter", RULE, NOW)).remaining in (8, 9)
+
+
+async def test_a_noscript_reload_serves_the_whole_batch(redis_ctx: RedisContext) -> None:
+    limiter = RedisRateLimiter(redis_ctx.client, redis_ctx.prefix, use_server_time=False)
+    limiter._script.sha = "0" * 40  # as if Redis restarted and forgot the script
+    decisions = await asyncio.gather(*(limiter.hit(f"k{i}", RULE, NOW) for i in range(3)))
+    assert [d.remaining for d in decisions] == [9, 9, 9]
+    assert (await limiter.hit("k0", RULE, NOW)).remaining == 8
 
 
 async def test_script_is_reloaded_after_noscript(redis_ctx: RedisContext) -> None:

@@ -25,7 +25,7 @@ from redis.commands.core import AsyncScript
 from zkauth.errors import ServiceUnavailable
 from zkauth.ratelimit.memory import DEFAULT_MAX_KEYS
 from zkauth.ratelimit.ports import MICROS, to_micros
-from zkauth.ratelimit.redis import DEFAULT_TIMEOUT, run_script
+from zkauth.ratelimit.redis import DEFAULT_TIMEOUT, ScriptCalls
 
 #: Distinct members kept per key and window. Counts saturate here; thresholds sit far below.
 DEFAULT_MAX_MEMBERS = 10_000
@@ -194,11 +194,11 @@ class RedisCounters:
     ) -> None:
         if max_members < 1:
             raise ValueError("max_members must be at least 1")
-        self._incr = redis.register_script(INCR_WINDOW_SCRIPT)
-        self._count = redis.register_script(WINDOW_COUNT_SCRIPT)
-        self._distinct = redis.register_script(ADD_DISTINCT_SCRIPT)
+        self._calls = ScriptCalls(redis, time_limit=timeout, what="shared counters")
+        self._incr = self._calls.register(INCR_WINDOW_SCRIPT)
+        self._count = self._calls.register(WINDOW_COUNT_SCRIPT)
+        self._distinct = self._calls.register(ADD_DISTINCT_SCRIPT)
         self._prefix = prefix
-        self._timeout = timeout
         self._max_members = max_members
 
     async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
@@ -225,11 +225,7 @@ class RedisCounters:
     async def _run(
         self, script: AsyncScript, kind: str, key: str, window_seconds: int, *args: str | int
     ) -> int:
-        (count,) = await run_script(
-            script,
-            [f"{self._prefix}{kind}:{window_seconds}:{key}"],
-            args,
-            time_limit=self._timeout,
-            what="shared counters",
+        (count,) = await self._calls.run(
+            script, [f"{self._prefix}{kind}:{window_seconds}:{key}"], args
         )
         return count
