@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -32,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from zkauth.batching import Batches
 from zkauth.errors import ServiceUnavailable
 from zkauth.ratelimit.ports import MICROS, Decision, Rule, to_micros
 
@@ -119,28 +121,26 @@ def connect_redis(
 
 
 class ScriptCalls:
-    """Lua script calls on ``redis``, coalesced: the calls made while the event loop runs one
-    round of callbacks go to Redis together, in one pipeline (one write, one round trip).
+    """Lua script calls on ``redis``, coalesced (:mod:`zkauth.batching`): the calls made while
+    the event loop runs one round of callbacks go to Redis together, in one pipeline.
 
     Each call is still its own ``EVALSHA``, which Redis runs atomically and in order, so a
     batch decides exactly what the same calls one by one would. What it saves is the client's
     work per call: redis-py spends some 100 µs of CPU on a lone command (pool checkout, retry
-    wrapper, stream write and read, the wake-ups in between), and a server under load makes
-    several calls per round. A lone call simply goes alone, one round later.
+    wrapper, stream write and read, the wake-ups in between).
 
     Fail closed: any Redis error (refused, reset, timed out, a script error) raises
-    :class:`~zkauth.errors.ServiceUnavailable` in every call it concerns. ``time_limit`` bounds
-    each batch, ``NOSCRIPT`` reload and retry included, whatever the client's own socket
-    timeouts: a Redis that accepts connections but never answers must not hang requests. A
-    caller that gives up (cancelled) leaves the rest of its batch unharmed.
+    :class:`~zkauth.errors.ServiceUnavailable` in every call it concerns: a script's error in
+    its own call only, the connection's in every call of the batch. ``time_limit`` bounds each
+    batch, ``NOSCRIPT`` reload and retry included, whatever the client's own socket timeouts: a
+    Redis that accepts connections but never answers must not hang requests.
     """
 
     def __init__(self, redis: Redis, *, time_limit: float, what: str) -> None:
         self._redis = redis
         self._time_limit = time_limit
         self._what = what
-        self._queue: list[_Call] = []
-        self._flushing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
+        self._batches: Batches[_Call, object] = Batches(self._answer)
 
     def register(self, script: str) -> AsyncScript:
         """A script to :meth:`run` (its SHA1, and its source for a reload on ``NOSCRIPT``)."""
@@ -150,75 +150,52 @@ class ScriptCalls:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]
     ) -> list[int]:
         """``script``'s reply, which must be an integer or a list of integers."""
-        waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(script, keys, args, waiter))
-        if len(self._queue) == 1:
-            flush = asyncio.get_running_loop().create_task(self._flush())
-            self._flushing.add(flush)
-            flush.add_done_callback(self._flushing.discard)
-        reply = await waiter
+        reply = await self._batches.ask(_Call(script, keys, args))
         if isinstance(reply, int):
             return [reply]
         if not isinstance(reply, list) or not all(isinstance(v, int) for v in reply):
             raise ServiceUnavailable(f"{self._what} unavailable: unexpected reply from Redis")
         return reply
 
-    async def _flush(self) -> None:
-        batch, self._queue = self._queue, []
+    async def _answer(self, calls: Sequence[_Call]) -> list[object]:
         try:
-            replies = await self._replies(batch)
-        except Exception as exc:
-            replies = [exc] * len(batch)
-        except BaseException:  # cancelled (the loop is closing): so are the calls
-            for call in batch:
-                call.waiter.cancel()
-            raise
-        for call, reply in zip(batch, replies, strict=True):
-            if call.waiter.done():  # its caller gave up
-                continue
-            if isinstance(reply, (RedisError, OSError)):  # OSError includes TimeoutError
-                error = ServiceUnavailable(f"{self._what} unavailable")
-                error.__cause__ = reply
-                call.waiter.set_exception(error)
-            elif isinstance(reply, Exception):
-                call.waiter.set_exception(reply)
-            else:
-                call.waiter.set_result(reply)
+            replies = await self._replies(calls)
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
+            replies = [exc] * len(calls)
+        return [
+            self._unavailable(reply) if isinstance(reply, (RedisError, OSError)) else reply
+            for reply in replies
+        ]
 
-    async def _replies(self, batch: Sequence[_Call]) -> list[object]:
+    def _unavailable(self, cause: BaseException) -> ServiceUnavailable:
+        error = ServiceUnavailable(f"{self._what} unavailable")
+        error.__cause__ = cause
+        return error
+
+    async def _replies(self, calls: Sequence[_Call]) -> list[object]:
         """One reply per call (a script's error in place of its reply), or the batch's error."""
         async with asyncio.timeout(self._time_limit):
-            replies = await self._send(batch)
+            replies = await self._send(calls)
             reload = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if reload:  # Redis restarted, or was flushed: load the scripts, run those again
-                for script in {id(batch[i].script): batch[i].script for i in reload}.values():
+                for script in {id(calls[i].script): calls[i].script for i in reload}.values():
                     script.sha = await self._redis.script_load(script.script)
-                again = await self._send([batch[i] for i in reload])
+                again = await self._send([calls[i] for i in reload])
                 for i, reply in zip(reload, again, strict=True):
                     replies[i] = reply
         return replies
 
-    async def _send(self, batch: Sequence[_Call]) -> list[object]:
+    async def _send(self, calls: Sequence[_Call]) -> list[object]:
         pipe = self._redis.pipeline(transaction=False)
-        for call in batch:
+        for call in calls:
             pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
 
 
-class _Call:
-    __slots__ = ("args", "keys", "script", "waiter")
-
-    def __init__(
-        self,
-        script: AsyncScript,
-        keys: Sequence[str],
-        args: Sequence[str | int],
-        waiter: asyncio.Future[object],
-    ) -> None:
-        self.script = script
-        self.keys = keys
-        self.args = args
-        self.waiter = waiter
+class _Call(NamedTuple):
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[str | int]
 
 
 def now_arg(use_server_time: bool, now: float) -> str:
