@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, literal, select, text
@@ -14,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from tests.ratelimit.tcp import Proxy
 from tests.storage.builders import make_client
 from zkauth.errors import ServiceUnavailable
+from zkauth.service.models import ClientId
 from zkauth.storage import PoolLimits, open_sql_stores
-from zkauth.storage.sql import open_source
+from zkauth.storage.pg_direct import _Direct
+from zkauth.storage.sql import SqlClientStore, open_source
 
 pytestmark = pytest.mark.services
 
@@ -145,3 +148,61 @@ async def _observer(url: str) -> AsyncIterator[AsyncConnection]:
             yield conn
     finally:
         await engine.dispose()
+
+
+async def test_lookups_of_one_round_share_one_statement(empty_postgres_url: str) -> None:
+    """Concurrent client lookups (outside any transaction) go to PostgreSQL as one statement,
+    and each caller gets its own answer: its client, or nothing for an unknown identifier."""
+    source = await open_source(empty_postgres_url, upgrade=True)
+    try:
+        store = SqlClientStore(source)
+        a, b = make_client(), make_client()
+        assert await store.create(a) and await store.create(b)
+        statements: list[str] = []
+        execute = _Direct.execute
+
+        async def counting(self: _Direct, statement: Any, parameters: Any = None) -> Any:
+            statements.append(str(statement).split()[0])
+            return await execute(self, statement, parameters)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_Direct, "execute", counting)
+            found = await asyncio.gather(
+                store.get(a.client_id),
+                store.get(ClientId("nobody-such")),
+                store.get(b.client_id),
+                store.get(a.client_id),
+            )
+            assert list(found) == [a, None, b, a]
+            assert statements == ["SELECT"]
+            assert await store.get(ClientId("nobody-such")) is None  # a lone lookup, alone
+            assert statements == ["SELECT", "SELECT"]
+    finally:
+        await source.dispose()
+
+
+async def test_a_failed_shared_lookup_fails_closed_for_every_caller(
+    empty_postgres_url: str,
+) -> None:
+    proxy = Proxy("127.0.0.1", 5432)
+    await proxy.start()
+    via_proxy = empty_postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    limits = PoolLimits(size=2, max_overflow=0, timeout_seconds=1.0)
+    stores = await open_sql_stores(via_proxy, upgrade=True, pool=limits)
+    a, b = make_client(), make_client()
+    try:
+        assert await stores.clients.create(a) and await stores.clients.create(b)
+        await proxy.stop()
+        failed = await asyncio.gather(
+            stores.clients.get(a.client_id), stores.clients.get(b.client_id),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert all(isinstance(f, ServiceUnavailable) for f in failed)
+        await proxy.start()
+        back = await asyncio.gather(
+            stores.clients.get(a.client_id), stores.clients.get(b.client_id)
+        )
+        assert list(back) == [a, b]
+    finally:
+        await stores.close()
+        await proxy.stop()

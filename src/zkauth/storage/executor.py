@@ -49,6 +49,9 @@ class Executor(Protocol):
 class Source(Protocol):
     #: ``"sqlite"`` or ``"postgresql"``: the few statements that differ pick by it.
     dialect: str
+    #: Whether a read is a round trip worth sharing: the stores then answer the single-row
+    #: lookups of one round of the event loop with one statement (:mod:`zkauth.batching`).
+    coalesce_reads: bool
 
     def read(self) -> AbstractAsyncContextManager[Executor]:
         """A connection to read with: each statement sees a consistent snapshot of its own, but
@@ -66,6 +69,7 @@ class Bound:
     """Every read and write joins ``executor``'s transaction, which its opener commits."""
 
     __slots__ = ("_executor", "dialect")
+    coalesce_reads = False  # reads join the transaction: nothing to share with other requests
 
     def __init__(self, executor: Executor, dialect: str) -> None:
         self._executor = executor

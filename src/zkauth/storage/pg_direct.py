@@ -90,6 +90,7 @@ class PgSource:
     """A :class:`~zkauth.storage.executor.Source` on an asyncpg pool (open with :meth:`open`)."""
 
     dialect = "postgresql"
+    coalesce_reads = True
 
     def __init__(self, pool: asyncpg.Pool, limits: PoolLimits, hot: Iterable[Executable]) -> None:
         self._pool = pool

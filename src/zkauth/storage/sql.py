@@ -18,30 +18,38 @@ Alembic (``migrate.py``); the statements then run on the drivers directly: Postg
 asyncpg pool (``pg_direct.py``), SQLite through ``sqlite3`` on the event loop
 (``sqlite_loop.py``), both compiled once by SQLAlchemy (``prepared.py``).
 
+On PostgreSQL, where every read is a round trip, client lookups made outside a transaction in
+the same round of the event loop share one statement (``Source.coalesce_reads``,
+:mod:`zkauth.batching`).
+
 Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: callers fail closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Executable,
+    String,
+    any_,
     bindparam,
     case,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from zkauth.batching import Batches
 from zkauth.errors import Conflict
 from zkauth.protocol import POINT_SIZE
 from zkauth.service.decoy import DECOY_CLIENT_ID
@@ -143,6 +151,9 @@ class SqlClientStore:
     def __init__(self, db: Source) -> None:
         self._db = db
         self._create = _CREATE_CLIENT[db.dialect]
+        self._lookups: Batches[ClientId, Client | None] | None = (
+            Batches(self._get_many) if db.coalesce_reads else None
+        )
 
     async def create(self, client: Client) -> bool:
         # Either unique key taken (identifier, reference id): nothing inserted, no error.
@@ -150,12 +161,22 @@ class SqlClientStore:
             return (await conn.execute(self._create, client_values(client))).rowcount == 1
 
     async def get(self, client_id: ClientId) -> Client | None:
+        if self._lookups is not None:
+            return await self._lookups.ask(client_id)
         # The decoy's row comes back when the client does not exist, and is converted all the
         # same: an unknown identifier costs what a known one costs (timing uniformity).
         async with self._db.read() as conn:
             row = (await conn.execute(_GET_CLIENT, {"b_id": client_id})).one_or_none()
-        client = None if row is None else client_from_row(row)
-        return client if client is not None and client.client_id == client_id else None
+        return _found(client_id, row)
+
+    async def _get_many(self, client_ids: Sequence[ClientId]) -> list[Client | None]:
+        """The lookups of one round of the event loop, in one statement (``coalesce_reads``);
+        the decoy's row stands in for each unknown identifier, as in a lookup alone."""
+        async with self._db.read() as conn:
+            result = await conn.execute(_GET_CLIENTS, {"b_ids": sorted(set(client_ids))})
+        rows = {row.client_id: row for row in result}
+        decoy = rows.get(DECOY_CLIENT_ID)
+        return [_found(client_id, rows.get(client_id, decoy)) for client_id in client_ids]
 
     async def rotate_commitment(
         self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
@@ -202,6 +223,11 @@ class SqlClientStore:
         return 0 if count is None else int(count)
 
 
+def _found(client_id: ClientId, row: Any) -> Client | None:
+    client = None if row is None else client_from_row(row)
+    return client if client is not None and client.client_id == client_id else None
+
+
 def _unless_revoked(status: ColumnElement[str]) -> ColumnElement[str]:
     """``status`` for the row, except that revoked stays revoked (revocation is final)."""
     revoked = ClientStatus.REVOKED.value
@@ -231,6 +257,13 @@ _GET_CLIENT: Final = (
     .where(clients.c.client_id.in_([bindparam("b_id"), literal(DECOY_CLIENT_ID)]))
     .order_by(case((clients.c.client_id == bindparam("b_id"), 0), else_=1))
     .limit(1)
+)
+# Several lookups at once (PostgreSQL: ``= ANY`` of one array parameter, so it stays prepared).
+_GET_CLIENTS: Final = select(clients).where(
+    or_(
+        clients.c.client_id == any_(bindparam("b_ids", type_=postgresql.ARRAY(String(128)))),
+        clients.c.client_id == literal(DECOY_CLIENT_ID),
+    )
 )
 _SAVE_LOCKOUT: Final = (
     update(clients)
@@ -388,6 +421,7 @@ HOT_SQLITE_STATEMENTS: Final = (
 )
 HOT_POSTGRESQL_STATEMENTS: Final = (
     *_HOT,
+    _GET_CLIENTS,
     _CREATE_CLIENT["postgresql"],
     _ISSUE["postgresql"],
     *SqlAuditLog.HOT_STATEMENTS,

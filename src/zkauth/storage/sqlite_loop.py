@@ -102,6 +102,7 @@ class LoopSqlite:
     ``hot`` statements run prepared."""
 
     dialect = "sqlite"
+    coalesce_reads = False  # a read is a few microseconds of C on the loop: nothing to share
 
     def __init__(self, url: URL, hot: Iterable[Executable] = ()) -> None:
         # Connections move between the loop and the checkpointing thread, never at the same
