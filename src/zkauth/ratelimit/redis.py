@@ -3,12 +3,13 @@
 One Lua script reads each key's theoretical arrival time, decides and writes it back: Redis
 runs a script atomically, so concurrent requests from any number of hosts cannot both take the
 last unit of quota. A request's keys (per IP, per client, global) go to one script call, so
-checking all of them costs one round trip. The script reads the Redis server's ``TIME`` so that
-hosts with skewed clocks still agree. State is one string per key, ``{prefix}rl:{key}``,
-holding the TAT in integer microseconds, with a ``PX`` expiry one second after that TAT: by
-then the key behaves like a fresh one anyway (a TAT in the past counts as now), so Redis cleans
-up without losing anything. The second of slack keeps a key whose expiry is a few milliseconds
-away from vanishing between two hits whose times were taken before it.
+checking all of them costs one round trip at most; the calls of several requests made in the
+same round of the event loop share one (:class:`ScriptCalls`). The script reads the Redis
+server's ``TIME`` so that hosts with skewed clocks still agree. State is one string per key,
+``{prefix}rl:{key}``, holding the TAT in integer microseconds, with a ``PX`` expiry one second
+after that TAT: by then the key behaves like a fresh one anyway (a TAT in the past counts as
+now), so Redis cleans up without losing anything. The second of slack keeps a key whose expiry
+is a few milliseconds away from vanishing between two hits whose times were taken before it.
 
 zkauth targets a single Redis (or one behind Sentinel). A script touching several keys needs
 them all in one hash slot on Redis Cluster, which would take a hash tag in the prefix (such as
