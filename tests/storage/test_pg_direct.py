@@ -16,6 +16,7 @@ from tests.ratelimit.tcp import Proxy
 from tests.storage.builders import make_client
 from zkauth.errors import ServiceUnavailable
 from zkauth.service.models import ClientId
+from zkauth.service.ports import Stores
 from zkauth.storage import PoolLimits, open_sql_stores
 from zkauth.storage.pg_direct import _Direct
 from zkauth.storage.sql import SqlClientStore, open_source
@@ -76,13 +77,8 @@ async def test_an_unreachable_server_fails_closed_and_its_return_is_noticed(
 ) -> None:
     """PostgreSQL behind a proxy that goes away and comes back: 503-class errors meanwhile,
     service again as soon as it is back."""
-    proxy = Proxy("127.0.0.1", 5432)
-    await proxy.start()
-    via_proxy = empty_postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    limits = PoolLimits(size=2, max_overflow=0, timeout_seconds=1.0)
-    stores = await open_sql_stores(via_proxy, upgrade=True, pool=limits)
     client = make_client()
-    try:
+    async with _stores_behind_proxy(empty_postgres_url) as (stores, proxy):
         assert await stores.clients.create(client)
         await proxy.stop()
         with pytest.raises(ServiceUnavailable):
@@ -93,6 +89,19 @@ async def test_an_unreachable_server_fails_closed_and_its_return_is_noticed(
         await proxy.start()
         stored = await stores.clients.get(client.client_id)
         assert stored == client  # the revocation never happened
+
+
+@contextlib.asynccontextmanager
+async def _stores_behind_proxy(url: str) -> AsyncIterator[tuple[Stores, Proxy]]:
+    """Stores on the test's database through a proxy the test can stop and start again, as if
+    PostgreSQL went away and came back."""
+    proxy = Proxy("127.0.0.1", 5432)
+    await proxy.start()
+    via_proxy = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    limits = PoolLimits(size=2, max_overflow=0, timeout_seconds=1.0)
+    stores = await open_sql_stores(via_proxy, upgrade=True, pool=limits)
+    try:
+        yield stores, proxy
     finally:
         await stores.close()
         await proxy.stop()
@@ -184,13 +193,8 @@ async def test_lookups_of_one_round_share_one_statement(empty_postgres_url: str)
 async def test_a_failed_shared_lookup_fails_closed_for_every_caller(
     empty_postgres_url: str,
 ) -> None:
-    proxy = Proxy("127.0.0.1", 5432)
-    await proxy.start()
-    via_proxy = empty_postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    limits = PoolLimits(size=2, max_overflow=0, timeout_seconds=1.0)
-    stores = await open_sql_stores(via_proxy, upgrade=True, pool=limits)
     a, b = make_client(), make_client()
-    try:
+    async with _stores_behind_proxy(empty_postgres_url) as (stores, proxy):
         assert await stores.clients.create(a) and await stores.clients.create(b)
         await proxy.stop()
         failed = await asyncio.gather(
@@ -203,6 +207,3 @@ async def test_a_failed_shared_lookup_fails_closed_for_every_caller(
             stores.clients.get(a.client_id), stores.clients.get(b.client_id)
         )
         assert list(back) == [a, b]
-    finally:
-        await stores.close()
-        await proxy.stop()
