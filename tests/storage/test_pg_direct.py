@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.ratelimit.tcp import Proxy
-from tests.storage.builders import make_client
-from zkauth.errors import ServiceUnavailable
+from tests.storage.builders import make_challenge, make_client, make_event
+from zkauth.errors import Conflict, ServiceUnavailable
 from zkauth.service.models import ClientId
 from zkauth.service.ports import Stores
 from zkauth.storage import PoolLimits, open_sql_stores
@@ -207,3 +208,69 @@ async def test_a_failed_shared_lookup_fails_closed_for_every_caller(
             stores.clients.get(a.client_id), stores.clients.get(b.client_id)
         )
         assert list(back) == [a, b]
+
+
+@contextlib.contextmanager
+def _sent(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The first word of every query the stores send to PostgreSQL, in order."""
+    sent: list[str] = []
+    for name in ("execute", "fetch", "executemany"):
+        original = getattr(asyncpg.Connection, name)
+
+        def recording(self: Any, query: str, *args: Any, _original: Any = original) -> Any:
+            sent.append(query.split()[0].rstrip(";"))
+            return _original(self, query, *args)
+
+        patch.setattr(asyncpg.Connection, name, recording)
+    yield sent
+
+
+async def test_a_unit_of_inserts_alone_is_one_statement(empty_postgres_url: str) -> None:
+    """A challenge request's unit of work (the challenge and its audit event) sends one
+    statement, atomic on its own: no BEGIN, no COMMIT. A unit that must read or write at once
+    begins a transaction, and its inserts go together just before the commit."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client = make_client()
+    try:
+        assert await stores.clients.create(client)
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            async with stores.transaction() as tx:
+                await tx.challenges.issue(make_challenge(client.client_id))
+                await tx.audit.append_all([make_event(0), make_event(1)])
+            assert sent == ["WITH"]
+            sent.clear()
+            async with stores.transaction() as tx:
+                assert await tx.clients.record_failure(client.client_id) == 1
+                await tx.audit.append_all([make_event(2)])
+            assert sent == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+            sent.clear()
+            await stores.challenges.issue(make_challenge(client.client_id))  # a lone insert
+            assert sent == ["INSERT"]
+        entries = await stores.audit.entries(10)
+        assert [e.event for e in entries] == [make_event(n) for n in range(3)]
+    finally:
+        await stores.close()
+
+
+async def test_a_failed_unit_of_inserts_alone_leaves_nothing(empty_postgres_url: str) -> None:
+    """Its one statement fails as a whole: the event beside the conflicting challenge is not
+    kept either."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    try:
+        first = make_challenge(make_client().client_id)
+        await stores.challenges.issue(first)
+        taken = make_challenge(make_client().client_id, challenge_id=first.challenge_id)
+
+        async def doomed() -> None:
+            async with stores.transaction() as tx:
+                await tx.audit.append_all([make_event(0)])
+                await tx.challenges.issue(taken)
+
+        with pytest.raises(Conflict):
+            await doomed()
+        assert list(await stores.audit.entries(10)) == []
+        async with stores.transaction() as tx:  # the connection is clean for the next unit
+            await tx.audit.append_all([make_event(1)])
+        assert [e.event for e in await stores.audit.entries(10)] == [make_event(1)]
+    finally:
+        await stores.close()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.storage.builders import T0, make_challenge, make_client, make_event
 from tests.storage.test_audit import assert_chain
+from zkauth.errors import Conflict
 from zkauth.service.models import ClientStatus
 from zkauth.service.ports import Stores
 
@@ -155,3 +156,44 @@ async def test_sealing_keeps_the_order_events_were_recorded_in(stores: Stores) -
     entries = list(await stores.audit.entries(10))
     assert [e.event for e in entries] == [make_event(n) for n in range(6)]
     assert_chain(entries)
+
+
+async def test_a_taken_challenge_id_rolls_back_the_whole_unit(stores: Stores) -> None:
+    """The conflict may surface where the challenge is issued or when the unit commits (an
+    insert deferred to the commit, on PostgreSQL): either way it is a ``Conflict`` and nothing
+    of the unit is kept."""
+    first = make_challenge(make_client().client_id)
+    await stores.challenges.issue(first)
+    newcomer = make_client()
+
+    taken = make_challenge(newcomer.client_id, challenge_id=first.challenge_id)
+
+    async def doomed() -> None:
+        async with stores.transaction() as tx:
+            assert await tx.clients.create(newcomer)
+            await tx.audit.append_all([make_event(0)])
+            await tx.challenges.issue(taken)
+
+    with pytest.raises(Conflict):
+        await doomed()
+
+    assert await stores.clients.get(newcomer.client_id) is None
+    assert list(await stores.audit.entries(10)) == []
+
+
+async def test_a_unit_of_inserts_alone_commits_them_all_in_order(stores: Stores) -> None:
+    """A challenge and three events, nothing else (on PostgreSQL: one statement, no BEGIN)."""
+    client = make_client()
+    assert await stores.clients.create(client)
+    challenge = make_challenge(client.client_id)
+
+    async with stores.transaction() as tx:
+        await tx.audit.append_all([make_event(0), make_event(1)])
+        await tx.challenges.issue(challenge)
+        await tx.audit.append_all([make_event(2)])
+
+    entries = list(await stores.audit.entries(10))
+    assert [e.event for e in entries] == [make_event(n) for n in range(3)]
+    assert_chain(entries)
+    now = T0 + timedelta(seconds=1)
+    assert await stores.challenges.consume(challenge.challenge_id, client.client_id, now)

@@ -1,7 +1,8 @@
 """Where the SQL stores' statements run: a :class:`Source` of transactions.
 
 The stores only ever ``await conn.execute(statement, parameters)`` inside ``source.read()`` or
-``source.write()``, so one store class serves every way of running them:
+``source.write()`` (and, in a write, ``conn.defer(insert, parameters)``), so one store class
+serves every way of running them:
 
 * :class:`~zkauth.storage.pg_direct.PgSource`: PostgreSQL, on an asyncpg pool.
 * :class:`~zkauth.storage.sqlite_loop.LoopSqlite`: SQLite, run on the event loop.
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Executable
 
-__all__ = ["Bound", "Executor", "Result", "Source"]
+__all__ = ["Bound", "Executor", "Result", "Source", "Writer", "deferrable"]
 
 
 class Result(Protocol):
@@ -46,6 +47,28 @@ class Executor(Protocol):
         ...
 
 
+class Writer(Executor, Protocol):
+    def defer(self, statement: Executable, parameters: Parameters = None) -> None:
+        """Run an INSERT whose outcome the caller does not need, at the latest when the
+        transaction commits, in order with the transaction's other statements.
+
+        Where every statement is a round trip (PostgreSQL), the deferred inserts of a
+        transaction go together as one statement, just before the next statement or the commit;
+        a transaction with nothing but deferred inserts is that one statement, which is atomic
+        on its own, with no BEGIN and COMMIT. So deferred inserts must not depend on each
+        other's rows. Their errors (a key already taken) surface there, and the transaction
+        rolls back as it would have had they surfaced here. SQLite runs them at once.
+        """
+        ...
+
+
+def deferrable(statement: Executable) -> Executable:
+    """``statement``, if :meth:`Writer.defer` may take it (an INSERT); else ``TypeError``."""
+    if not getattr(statement, "is_insert", False):
+        raise TypeError("only an INSERT can be deferred")
+    return statement
+
+
 class Source(Protocol):
     #: ``"sqlite"`` or ``"postgresql"``: the few statements that differ pick by it.
     dialect: str
@@ -59,7 +82,7 @@ class Source(Protocol):
         that reads must read in one statement. It never waits for a writer."""
         ...
 
-    def write(self) -> AbstractAsyncContextManager[Executor]:
+    def write(self) -> AbstractAsyncContextManager[Writer]:
         """A transaction that may write: committed when the block exits normally, rolled back
         when it raises. On SQLite it holds the database's write lock from its first statement."""
         ...
@@ -71,7 +94,7 @@ class Bound:
     __slots__ = ("_executor", "dialect")
     coalesce_reads = False  # reads join the transaction: nothing to share with other requests
 
-    def __init__(self, executor: Executor, dialect: str) -> None:
+    def __init__(self, executor: Writer, dialect: str) -> None:
         self._executor = executor
         self.dialect = dialect
 
@@ -80,5 +103,5 @@ class Bound:
         yield self._executor
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Executor]:
+    async def write(self) -> AsyncIterator[Writer]:
         yield self._executor

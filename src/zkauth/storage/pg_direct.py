@@ -9,9 +9,15 @@ ones once, the rest when they come (asyncpg caches its server-side prepared stat
 connection either way).
 
 Reads run outside any transaction (they are single statements); writes in one transaction per
-unit of work. A connection goes back to the pool without asyncpg's default reset query (advisory
-unlock, ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``: one more round trip on every release): the
-stores leave no session state behind to reset. They take only transaction-scoped advisory locks,
+unit of work. Every statement is a round trip, so inserts whose outcome nobody reads (an audit
+event, a challenge) are deferred (``Writer.defer``): they wait for the unit's next statement or
+its commit and go with each other as one statement. A unit of nothing but such inserts (a
+challenge request's) is that one statement, atomic on its own, with no BEGIN and COMMIT: the
+transaction begins only when a statement must go at once.
+
+A connection goes back to the pool without asyncpg's default reset query (advisory unlock,
+``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``: one more round trip on every release): the stores
+leave no session state behind to reset. They take only transaction-scoped advisory locks,
 open no cursors, listen to nothing and set no session settings; an open transaction is still
 rolled back by asyncpg before the connection is reused.
 
@@ -35,7 +41,7 @@ from sqlalchemy.engine import URL
 
 from zkauth.errors import ServiceUnavailable
 from zkauth.storage.engine import UNAVAILABLE, PoolLimits
-from zkauth.storage.executor import Executor, Parameters, Result
+from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
 from zkauth.storage.prepared import Prepared, RawResult, as_sqlalchemy
 
 __all__ = ["PgSource"]
@@ -48,6 +54,47 @@ _CONNECTION_ERRORS: Final = (
     OSError,
 )
 _COUNT: Final = re.compile(r"(\d+)$")
+_PLACEHOLDER: Final = re.compile(r"\$(\d+)")
+#: The row of an ``INSERT … VALUES (…)`` (a cast's type may hold one level of parentheses).
+_VALUES_ROW: Final = re.compile(r"VALUES (\((?:[^()]|\([^()]*\))*\))")
+#: Combined statements kept compiled (a request's combinations are a handful).
+_COMBINED_KEPT: Final = 64
+
+
+def _shifted(sql: str, offset: int) -> str:
+    """``sql`` with its placeholders ``$1``, ``$2``… renumbered from ``offset + 1`` on. The
+    statements are SQLAlchemy's compilations, whose only ``$`` are placeholders."""
+    return _PLACEHOLDER.sub(lambda found: f"${int(found.group(1)) + offset}", sql)
+
+
+def combined_sql(inserts: Sequence[tuple[str, int]]) -> str:
+    """One statement for ``inserts``, each an ``INSERT … VALUES`` of one row (its SQL) and how
+    many rows to insert with it: their parameters, all the rows of the first, then of the
+    second…, are ``$1``, ``$2``… in that order (see :meth:`PgSource.combined`)."""
+    parts, offset = [], 0
+    for sql, count in inserts:
+        width = _parameter_count(sql)
+        parts.append(_shifted(_with_rows(sql, count, width), offset))
+        offset += width * count
+    if len(parts) == 1:
+        return parts[0]
+    return f"WITH {', '.join(f'd{n} AS ({part})' for n, part in enumerate(parts))} SELECT 1"
+
+
+def _parameter_count(sql: str) -> int:
+    return max((int(n) for n in _PLACEHOLDER.findall(sql)), default=0)
+
+
+def _with_rows(sql: str, count: int, width: int) -> str:
+    """``sql``, an ``INSERT … VALUES`` of one row of ``width`` parameters, for ``count`` rows."""
+    if count == 1:
+        return sql
+    found = _VALUES_ROW.search(sql)
+    if found is None:
+        raise ValueError("only INSERT … VALUES statements can take several deferred rows")
+    row = found.group(1)
+    rows = ", ".join(_shifted(row, n * width) for n in range(count))
+    return f"{sql[: found.start(1)]}{rows}{sql[found.end(1) :]}"
 
 
 def _rowcount(status: str) -> int:
@@ -78,12 +125,62 @@ class _Direct:
                 return RawResult(len(records), [prepared.convert(r) for r in records])
             return RawResult(_rowcount(await self._conn.execute(prepared.sql, *args)), [])
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise as_sqlalchemy(
-                exc,
-                prepared.sql,
-                integrity=isinstance(exc, asyncpg.IntegrityConstraintViolationError),
-                operational=isinstance(exc, _CONNECTION_ERRORS),
-            ) from exc
+            raise _driver_error(exc, prepared.sql) from exc
+
+
+class _Writer(_Direct):
+    """A :class:`~zkauth.storage.executor.Writer`: the transaction begins with its first
+    statement that must go at once, and deferred inserts wait for the next one or the commit,
+    then go as one statement (:meth:`PgSource.combined`)."""
+
+    __slots__ = ("_deferred", "_transaction")
+
+    def __init__(self, conn: asyncpg.Connection, source: PgSource) -> None:
+        super().__init__(conn, source)
+        self._transaction: Any = None
+        self._deferred: list[tuple[Prepared, list[Any]]] = []
+
+    def defer(self, statement: Executable, parameters: Parameters = None) -> None:
+        prepared = self._source.prepared(deferrable(statement))
+        each = parameters if isinstance(parameters, Sequence) else [parameters or {}]
+        self._deferred.extend((prepared, prepared.positional(p)) for p in each)
+
+    async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
+        if self._transaction is None:
+            self._transaction = self._conn.transaction()
+            await self._transaction.start()
+        await self._flush()
+        return await super().execute(statement, parameters)
+
+    async def commit(self) -> None:
+        """Send what was deferred, then COMMIT if a transaction began: a block of deferred
+        inserts alone is one statement, atomic by itself."""
+        await self._flush()
+        if self._transaction is not None:
+            await self._transaction.commit()
+
+    async def roll_back(self) -> None:
+        if self._transaction is not None:
+            await _roll_back(self._transaction)
+
+    async def _flush(self) -> None:
+        if not self._deferred:
+            return
+        sql, args = self._source.combined(self._deferred)
+        self._deferred = []
+        try:
+            await self._conn.execute(sql, *args)
+        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+            raise _driver_error(exc, sql) from exc
+
+
+def _driver_error(exc: Exception, sql: str) -> Exception:
+    return as_sqlalchemy(
+        exc,
+        sql,
+        integrity=isinstance(exc, asyncpg.IntegrityConstraintViolationError),
+        operational=isinstance(exc, _CONNECTION_ERRORS),
+    )
 
 
 class PgSource:
@@ -98,6 +195,8 @@ class PgSource:
         self._sql_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         # Keyed by identity: the statements are module constants, kept alive by ``Prepared``.
         self._hot = {id(st): Prepared(st, self._sql_dialect) for st in hot}
+        # Combined statements of hot statements, by their identities and row counts.
+        self._combined: dict[tuple[tuple[int, int], ...], str] = {}
 
     @classmethod
     async def open(
@@ -137,18 +236,38 @@ class PgSource:
                 raise ServiceUnavailable("database unavailable") from exc
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Executor]:
+    async def write(self) -> AsyncIterator[Writer]:
         async with self._connection() as conn:
-            transaction = conn.transaction()
+            writer = _Writer(conn, self)
             try:
-                await transaction.start()
-                yield _Direct(conn, self)
-                await transaction.commit()
+                yield writer
+                await writer.commit()
             except BaseException as exc:
-                await _roll_back(transaction)
+                await writer.roll_back()
                 if isinstance(exc, (*UNAVAILABLE, *_CONNECTION_ERRORS)):
                     raise ServiceUnavailable("database unavailable") from exc
                 raise
+
+    def combined(self, deferred: Sequence[tuple[Prepared, list[Any]]]) -> tuple[str, list[Any]]:
+        """One statement for a transaction's deferred inserts, and its arguments. The rows of
+        one insert statement go in one ``VALUES`` list, in the order they were deferred; two or
+        more statements go as data-modifying ``WITH`` queries of a ``SELECT``, which
+        PostgreSQL runs exactly once each, to completion, in one snapshot, in no set order."""
+        groups: dict[int, tuple[Prepared, list[list[Any]]]] = {}
+        for prepared, row in deferred:
+            groups.setdefault(id(prepared.statement), (prepared, []))[1].append(row)
+        args = [arg for _, rows in groups.values() for row in rows for arg in row]
+        key = tuple((statement, len(rows)) for statement, (_, rows) in groups.items())
+        # Only the hot statements' identities are stable: the others' may be reused.
+        hot = all(statement in self._hot for statement in groups)
+        sql = self._combined.get(key) if hot else None
+        if sql is None:
+            if any(len(rows[0]) != _parameter_count(p.sql) for p, rows in groups.values()):
+                raise ValueError("a deferred insert must use each of its parameters once")
+            sql = combined_sql([(prepared.sql, len(rows)) for prepared, rows in groups.values()])
+            if hot and len(self._combined) < _COMBINED_KEPT:
+                self._combined[key] = sql
+        return sql, args
 
     async def dispose(self) -> None:
         await self._pool.close()

@@ -138,13 +138,18 @@ class SqlUnitOfWork:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[Writes]:
-        async with self._source.write() as conn:
-            bound = Bound(conn, self._source.dialect)
-            yield Writes(
-                clients=SqlClientStore(bound),
-                challenges=SqlChallengeStore(bound),
-                audit=SqlAuditLog(bound, lock=self._audit_lock),
-            )
+        try:
+            async with self._source.write() as conn:
+                bound = Bound(conn, self._source.dialect)
+                yield Writes(
+                    clients=SqlClientStore(bound),
+                    challenges=SqlChallengeStore(bound),
+                    audit=SqlAuditLog(bound, lock=self._audit_lock),
+                )
+        except IntegrityError as exc:
+            # A deferred insert (a challenge id already taken) fails when the unit commits, not
+            # where the store would have said so: the whole unit is rolled back either way.
+            raise Conflict("a write of this unit conflicts with a row already stored") from exc
 
 
 class SqlClientStore:
@@ -335,7 +340,7 @@ class SqlChallengeStore:
             raise ValueError("an issued challenge must be unconsumed")
         try:
             async with self._db.write() as conn:
-                await conn.execute(self._issue, challenge_values(challenge))
+                conn.defer(self._issue, challenge_values(challenge))
         except IntegrityError as exc:
             # The upsert absorbs the live-challenge index; only the primary key is left.
             raise Conflict("challenge id already issued") from exc

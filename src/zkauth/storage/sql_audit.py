@@ -111,7 +111,7 @@ class SqlAuditLog:
     async def append_all(self, events: Sequence[AuditEvent]) -> None:
         if events:
             async with self._db.write() as conn:
-                await conn.execute(_INSERT_PENDING, [event_values(event) for event in events])
+                conn.defer(_INSERT_PENDING, [event_values(event) for event in events])
 
     async def seal(self) -> int:
         sealed = 0

@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL
 
 from zkauth.errors import ServiceUnavailable
 from zkauth.storage.engine import UNAVAILABLE, sqlite_pragmas
-from zkauth.storage.executor import Executor, Parameters, Result
+from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
 from zkauth.storage.prepared import Prepared
 
 __all__ = ["BUSY_TIMEOUT", "CHECKPOINT_EVERY", "LoopSqlite"]
@@ -57,7 +57,7 @@ _UNAVAILABLE: Final = (*UNAVAILABLE, sqlite3.OperationalError)
 
 
 class _OnLoop:
-    """An :class:`~zkauth.storage.executor.Executor` that runs statements right away: prepared
+    """A :class:`~zkauth.storage.executor.Writer` that runs statements right away: prepared
     ones on the DB-API connection, the others through SQLAlchemy."""
 
     __slots__ = ("conn", "prepared", "raw")
@@ -68,6 +68,13 @@ class _OnLoop:
         self.prepared = prepared
 
     async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
+        return self._run(statement, parameters)
+
+    def defer(self, statement: Executable, parameters: Parameters = None) -> None:
+        # In process, a statement is no round trip: nothing to gain by waiting.
+        self._run(deferrable(statement), parameters)
+
+    def _run(self, statement: Executable, parameters: Parameters) -> Result:
         prepared = self.prepared.get(id(statement))
         if prepared is not None:
             return prepared.run_sqlite(self.raw, parameters)
@@ -157,7 +164,7 @@ class LoopSqlite:
             raise ServiceUnavailable("database unavailable") from exc
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Executor]:
+    async def write(self) -> AsyncIterator[Writer]:
         async with self._write_lock:
             writer = await self._begin_immediate()
             try:

@@ -1,0 +1,62 @@
+"""Deferred inserts on PostgreSQL: how a transaction's inserts become one statement.
+
+Property tests of the SQL assembly (no database needed); the statements it builds run against
+PostgreSQL in ``test_pg_direct.py`` and in the unit-of-work contract suite.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+from zkauth.storage.pg_direct import combined_sql
+from zkauth.storage.prepared import Prepared
+from zkauth.storage.sql import HOT_POSTGRESQL_STATEMENTS
+
+_DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+_INSERTS = [Prepared(s, _DIALECT).sql for s in HOT_POSTGRESQL_STATEMENTS if s.is_insert]
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _placeholders(sql: str) -> list[int]:
+    return [int(n) for n in _PLACEHOLDER.findall(sql)]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_INSERTS), st.integers(min_value=1, max_value=5)),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda insert: insert[0],
+    )
+)
+def test_the_parameters_are_numbered_in_order_of_the_rows(inserts: list[tuple[str, int]]) -> None:
+    """Every row of every insert gets its own run of parameters, in order, none twice, none
+    skipped: ``$1…$w`` the first row of the first insert, then its next row, and so on."""
+    sql = combined_sql(inserts)
+    total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
+    assert _placeholders(sql) == list(range(1, total + 1))
+    for insert, _ in inserts:  # each insert once, with all its rows in its one VALUES list
+        assert sql.count(insert.split(" VALUES ")[0]) == 1
+    assert sql.startswith("WITH d0 AS (INSERT ") == (len(inserts) > 1)
+
+
+def test_one_insert_of_one_row_is_sent_as_it_is() -> None:
+    assert combined_sql([(_INSERTS[0], 1)]) == _INSERTS[0]
+
+
+def test_several_rows_of_an_insert_go_in_one_values_list() -> None:
+    one = "INSERT INTO t (a, b) VALUES ($1::VARCHAR, $2::NUMERIC(10, 2)) RETURNING t.id"
+    assert combined_sql([(one, 3)]) == (
+        "INSERT INTO t (a, b) VALUES ($1::VARCHAR, $2::NUMERIC(10, 2)), "
+        "($3::VARCHAR, $4::NUMERIC(10, 2)), ($5::VARCHAR, $6::NUMERIC(10, 2)) RETURNING t.id"
+    )
+
+
+def test_an_insert_without_a_values_list_cannot_take_several_rows() -> None:
+    with pytest.raises(ValueError, match="VALUES"):
+        combined_sql([("INSERT INTO t (a) SELECT $1::VARCHAR", 2)])
