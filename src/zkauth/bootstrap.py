@@ -189,7 +189,7 @@ async def build(
         stores=stores,
         clock=clock,
         enrollment=Enrollment(auditor, clock),
-        challenges=Challenges(auditor, clock, policy),
+        challenges=Challenges(stores.clients, auditor, clock, policy),
         verification=Verification(issuer, auditor, clock, policy),
         lifecycle=Lifecycle(auditor, clock),
         access=Access(stores.clients, verifiers, policy.default_audience, clock),

@@ -19,7 +19,7 @@ from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.lockout import refusal_for
 from zkauth.service.models import Challenge, ChallengeId, ClientId, Outcome
 from zkauth.service.policy import Policy
-from zkauth.service.ports import Clock
+from zkauth.service.ports import ClientStore, Clock
 
 _ID_BYTES = 18  # 144 bits: unguessable, and 24 base64url characters
 _DECOY_BINDING = bytes(32)
@@ -28,11 +28,13 @@ _DECOY_BINDING = bytes(32)
 class Challenges:
     def __init__(
         self,
+        clients: ClientStore,
         auditor: Auditor,
         clock: Clock,
         policy: Policy,
         rng: Rng = os.urandom,
     ) -> None:
+        self._clients = clients
         self._audit = auditor
         self._clock = clock
         self._policy = policy
@@ -51,24 +53,27 @@ class Challenges:
                 f"unsupported protocol version; supported: {', '.join(SUPPORTED_VERSIONS)}"
             )
         now = self._clock.now()
+        # Read before the transaction, not in it: the issue does not depend on the row, and
+        # verification checks the client again in its own transaction, so a client revoked or
+        # locked meanwhile still cannot log in. (The transaction is then one write.)
+        client = await self._clients.get(ClientId(client_id))
+        reason = refusal_for(client, now)
+        if reason is None and len(channel_binding) not in CHANNEL_BINDING_SIZES:
+            reason = "channel_binding_size"
+        # A refusal issues its challenge to the decoy: the same write as an accepted request
+        # (timing), and nothing usable for the requested identifier.
+        holder = ClientId(client_id) if reason is None else DECOY_CLIENT_ID
+        challenge = Challenge(
+            challenge_id=ChallengeId(
+                "ch_" + base64.urlsafe_b64encode(self._rng(_ID_BYTES)).decode("ascii")
+            ),
+            client_id=holder,
+            nonce=self._rng(NONCE_SIZE),
+            channel_binding=channel_binding if reason is None else _DECOY_BINDING,
+            issued_at=now,
+            expires_at=now + self._policy.challenge_ttl,
+        )
         async with self._audit.transaction() as tx:
-            client = await tx.clients.get(ClientId(client_id))
-            reason = refusal_for(client, now)
-            if reason is None and len(channel_binding) not in CHANNEL_BINDING_SIZES:
-                reason = "channel_binding_size"
-            # A refusal issues its challenge to the decoy: the same write as an accepted request
-            # (timing), and nothing usable for the requested identifier.
-            holder = ClientId(client_id) if reason is None else DECOY_CLIENT_ID
-            challenge = Challenge(
-                challenge_id=ChallengeId(
-                    "ch_" + base64.urlsafe_b64encode(self._rng(_ID_BYTES)).decode("ascii")
-                ),
-                client_id=holder,
-                nonce=self._rng(NONCE_SIZE),
-                channel_binding=channel_binding if reason is None else _DECOY_BINDING,
-                issued_at=now,
-                expires_at=now + self._policy.challenge_ttl,
-            )
             await tx.challenges.issue(challenge)
             outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
             tx.record("challenge", outcome, ctx, client_id=client_id, reason=reason)
