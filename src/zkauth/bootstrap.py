@@ -190,7 +190,7 @@ async def build(
         clock=clock,
         enrollment=Enrollment(auditor, clock),
         challenges=Challenges(stores.clients, auditor, clock, policy),
-        verification=Verification(issuer, auditor, clock, policy),
+        verification=Verification(stores.clients, issuer, auditor, clock, policy),
         lifecycle=Lifecycle(auditor, clock),
         access=Access(stores.clients, verifiers, policy.default_audience, clock),
         credentials=credentials,

@@ -329,6 +329,33 @@ async def test_rt22_verify_for_a_revoked_client_is_refused_like_an_unknown_one(
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
 
 
+async def test_rt22_a_revocation_between_the_logins_lookup_and_its_consume_refuses_it(
+    api: RedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification reads the client before its transaction: a revocation committed in
+    between voids the challenge, so the login that read the client as active still fails."""
+    baseline = await api.verify_refusal()
+    client_id, cred = await api.fresh()
+    cb = channel()
+    ch = await api.issued(client_id, cb)
+    proof = api.login_proof(cred, client_id, ch, cb)
+    clients = api.container.stores.clients
+    lookup = clients.get
+    seen: list[Any] = []
+
+    async def then_revoked(wanted: Any) -> Any:
+        found = await lookup(wanted)
+        if wanted == client_id and not seen:
+            seen.append(found)
+            async with asyncio.timeout(10):  # inside a unit of work, this would wait for it
+                assert (await api.revoke(client_id)).status_code == 204
+        return found
+
+    monkeypatch.setattr(clients, "get", then_revoked)
+    assert_same(await api.verify(client_id, ch, proof, cb), baseline)
+    assert seen and seen[0].status.value == "active"  # the login did read it active
+
+
 # -- 23. Revocation needs the admin credential -----------------------------------------------------
 
 

@@ -20,9 +20,9 @@ from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
 from zkauth.service import lockout
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext, Transaction
 from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
-from zkauth.service.models import ChallengeId, ClientId, Outcome
+from zkauth.service.models import ChallengeId, Client, ClientId, Outcome
 from zkauth.service.policy import Policy
-from zkauth.service.ports import Clock
+from zkauth.service.ports import ClientStore, Clock
 from zkauth.tokens import IssuedToken, TokenIssuer
 
 # A decoy statement for refusal paths: nobody holds an opening of this commitment once the
@@ -35,11 +35,13 @@ _DECOY_BINDING: Final = bytes(32)
 class Verification:
     def __init__(
         self,
+        clients: ClientStore,
         issuer: TokenIssuer,
         auditor: Auditor,
         clock: Clock,
         policy: Policy,
     ) -> None:
+        self._clients = clients
         self._issuer = issuer
         self._audit = auditor
         self._clock = clock
@@ -61,9 +63,15 @@ class Verification:
         if audience not in self._policy.audiences:
             raise ProtocolError("unknown targetAudience")
         now = self._clock.now()
+        # Read before the transaction: a revocation or a rotation committed after this read
+        # voids the client's live challenge, so the consume below then finds nothing; and a
+        # client has one live challenge at a time, issued only once the attempt before it has
+        # committed (its consume holds the row the issue must replace), so no lockout written
+        # by an earlier attempt can be missed here.
+        client = await self._clients.get(ClientId(client_id))
         async with self._audit.transaction() as tx:
             reason = await self._decide(
-                tx, client_id, challenge_id, proof, channel_binding, tag, now, ctx
+                tx, client, client_id, challenge_id, proof, channel_binding, tag, now, ctx
             )
             outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
             extra = {"audience": audience} if reason is None else {}
@@ -77,6 +85,7 @@ class Verification:
     async def _decide(
         self,
         tx: Transaction,
+        client: Client | None,
         client_id: str,
         challenge_id: str,
         proof: bytes,
@@ -88,7 +97,6 @@ class Verification:
         """The checklist, inside the transaction: the first reason to refuse, or ``None``."""
         # Consumed before anything is checked: one challenge buys exactly one attempt.
         challenge = await tx.challenges.consume(ChallengeId(challenge_id), ClientId(client_id), now)
-        client = await tx.clients.get(ClientId(client_id))
 
         ineligible = lockout.refusal_for(client, now)
         reason = ineligible
