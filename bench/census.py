@@ -2,12 +2,16 @@
 
 In process (the app over ``httpx``'s ASGI transport, no network, no load), on SQLite or on
 PostgreSQL + Redis, counted per request: the stores' SQL statements by kind (at their executors,
-whatever the backend), write transactions, PostgreSQL queries at the asyncpg level, Redis
-commands, and hops to the thread pool for a synchronous dependency. The methods are wrapped to
-count their calls, then restored; a row is left out when nothing was counted (or the wrapped
-method does not exist in the installed version). Each request must succeed. The third of three
-rounds is kept (caches and pools warm). The background audit sealer (a transaction about 50 ms
-after commits) runs meanwhile, so its statements show in the request it overlaps.
+whatever the backend; a deferred insert is marked so: on PostgreSQL the deferred inserts of a
+unit of work go as one statement), write transactions, round trips to PostgreSQL (asyncpg calls,
+BEGIN and COMMIT included), Redis commands, and hops to the thread pool for a synchronous
+dependency. The methods are wrapped to count their calls, then restored; a row is left out when
+nothing was counted (or the wrapped method does not exist in the installed version). Each
+request must succeed. The third of three rounds is kept (caches and pools warm). Each request
+waits first for the background work of the one before (the audit sealer runs about 50 ms after a
+commit), so what is counted is the request's own. Redis commands sent alone and pipelines
+(each one round trip) are counted apart. Client lookups of concurrent requests share
+a statement on PostgreSQL; here, one request at a time, each is its own.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from rich.table import Table
 
 CENSUS_REQUESTS: Final = ("enroll", "challenge", "verify", "resource")
 SQL_STATEMENTS: Final = "SQL statements, of which:"
+POSTGRESQL_ROUND_TRIPS: Final = "PostgreSQL round trips (BEGIN and COMMIT included)"
+#: Wait before each request, for the previous one's background work (the audit sealer's round
+#: comes about 50 ms after a commit).
+SETTLE_SECONDS: Final = 0.2
 
 
 class _Counting:
@@ -80,8 +88,23 @@ def _count_sql(counts: Counter[str]) -> Callable[[], None]:
         setattr(owner, name, counted)
         undo.append(lambda: setattr(owner, name, original))
 
+    def wrap_defer(owner: Any) -> None:
+        original = getattr(owner, "defer", None)
+        if original is None:  # a version without deferred inserts
+            return
+
+        def counted(self: Any, statement: Any, parameters: Any = None) -> None:
+            counts[SQL_STATEMENTS] += 1
+            counts[f"  {str(statement).split(None, 1)[0].upper()} (deferred)"] += 1
+            original(self, statement, parameters)
+
+        owner.defer = counted
+        undo.append(lambda: setattr(owner, "defer", original))
+
     wrap_execute(sqlite_loop._OnLoop)
     wrap_execute(pg_direct._Direct)
+    wrap_defer(sqlite_loop._OnLoop)
+    wrap_defer(getattr(pg_direct, "_Writer", None))
     wrap_begin(sqlite_loop.LoopSqlite, "_begin_immediate")
 
     def stop() -> None:
@@ -96,11 +119,10 @@ async def _census_requests(settings: Any) -> dict[str, Counter[str]]:
     import os
 
     import asyncpg.connection
-    import asyncpg.prepared_stmt
     import asyncpg.transaction
     import fastapi.dependencies.utils
     import httpx
-    from redis.asyncio.client import Redis
+    from redis.asyncio.client import Pipeline, Redis
 
     from zkauth.bootstrap import build
     from zkauth.crypto import Credential, LoginStatement, PossessionStatement, prove
@@ -111,11 +133,11 @@ async def _census_requests(settings: Any) -> dict[str, Counter[str]]:
         return base64.b64encode(data).decode()
 
     counting = _Counting()
-    counting.wrap(asyncpg.connection.Connection, "execute", "PostgreSQL simple queries")
+    for call in ("execute", "fetch", "executemany"):  # each call: one round trip
+        counting.wrap(asyncpg.connection.Connection, call, POSTGRESQL_ROUND_TRIPS)
     counting.wrap(asyncpg.transaction.Transaction, "start", "write transactions (BEGIN … COMMIT)")
-    counting.wrap(asyncpg.prepared_stmt.PreparedStatement, "_PreparedStatement__bind_execute",
-                  "PostgreSQL prepared statements")  # fmt: skip
-    counting.wrap(Redis, "execute_command", "Redis commands")
+    counting.wrap(Redis, "execute_command", "Redis commands sent alone")
+    counting.wrap(Pipeline, "execute", "Redis pipelines (script calls of one round)")
     counting.wrap(fastapi.dependencies.utils, "run_in_threadpool",
                   "thread-pool hops (sync dependencies)")  # fmt: skip
     stop_sql = _count_sql(counting.counts)
@@ -126,7 +148,9 @@ async def _census_requests(settings: Any) -> dict[str, Counter[str]]:
         async with httpx.AsyncClient(transport=transport, base_url="http://census") as http:
 
             async def counted(name: str, call: Any) -> Any:
-                await asyncio.sleep(0.05)  # background work (monitor) settles first
+                # Background work settles first: the monitor, and the audit sealer, which runs
+                # about 50 ms after the previous request's commit.
+                await asyncio.sleep(SETTLE_SECONDS)
                 counting.counts.clear()
                 response: httpx.Response = await call
                 found[name] = Counter(counting.counts)
