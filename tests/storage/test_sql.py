@@ -42,6 +42,29 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_a_new_file_goes_to_wal_mode_while_another_connection_writes(
+    tmp_path: Path,
+) -> None:
+    """Two processes starting on a new database: SQLite refuses the switch to WAL at once while
+    the other holds the write lock (``busy_timeout`` does not apply to it), so the stores'
+    connection set-up waits for the lock instead of failing."""
+    path = tmp_path / "new.db"
+    with closing(sqlite3.connect(path, isolation_level=None, check_same_thread=False)) as other:
+        other.execute("CREATE TABLE elsewhere (x)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO elsewhere VALUES (1)")
+        probe = sqlite3.connect(path, isolation_level=None)
+        with closing(probe), pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("PRAGMA journal_mode=WAL")  # what the set-up meets
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, other.execute, "COMMIT")
+        async with await open_sql_stores(f"sqlite:///{path}", upgrade=True) as stores:
+            await stores.clients.create(make_client())
+
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -16,6 +16,8 @@ Connection failures surface as :class:`~zkauth.errors.ServiceUnavailable`: calle
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from zkauth.errors import ConfigurationError, ServiceUnavailable
 
 __all__ = [
+    "SQLITE_BUSY_SECONDS",
     "UNAVAILABLE",
     "Database",
     "PoolLimits",
@@ -47,10 +50,10 @@ _ASYNC_DRIVERS: Final = {
     "postgres": "postgresql+asyncpg",
 }
 _BACKENDS: Final = frozenset({"sqlite", "postgresql"})
+#: How long a connection waits for a lock: ``busy_timeout``, and switching a new file to WAL.
+SQLITE_BUSY_SECONDS: Final = 5.0
 _SQLITE_PRAGMAS: Final = (
-    "PRAGMA journal_mode=WAL",  # readers never block the writer, nor it them
     "PRAGMA synchronous=NORMAL",  # durable at checkpoints; safe against corruption in WAL mode
-    "PRAGMA busy_timeout=5000",  # wait for the write lock instead of failing at once
     "PRAGMA foreign_keys=ON",
 )
 _BEGIN_OPTION: Final = "zkauth_sqlite_begin"
@@ -132,10 +135,35 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any, extra: Sequence[str] = (
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        # Wait for the write lock instead of failing at once.
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        _use_wal(cursor)
         for pragma in (*_SQLITE_PRAGMAS, *extra):
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (readers never block the writer, nor it them).
+
+    On a file not yet in WAL mode the switch needs the exclusive lock, and while another
+    connection holds the write lock SQLite refuses it at once, without waiting (``busy_timeout``
+    does not apply: waiting could deadlock). Two processes starting on a new database meet
+    exactly that, so the switch is retried for up to :data:`SQLITE_BUSY_SECONDS`. On a file
+    already in WAL mode it is a no-op that takes no lock."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # a new file's first connections only; never once it is in WAL mode
+        delay = min(2 * delay, 0.1)
 
 
 def sqlite_on_begin(conn: Connection) -> None:
