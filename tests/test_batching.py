@@ -53,7 +53,12 @@ async def test_a_failing_handler_fails_every_question_of_its_batch_only() -> Non
 
     batches = Batches(flaky)
     answers = await asyncio.gather(batches.ask(1), batches.ask(2), return_exceptions=True)
-    assert all(isinstance(a, ConnectionError) for a in answers)
+    first, second = answers
+    assert isinstance(first, ConnectionError) and isinstance(second, ConnectionError)
+    assert str(first) == str(second) == "gone"
+    # Each caller raises an instance of its own, caused by the handler's.
+    assert first is not second
+    assert isinstance(first.__cause__, ConnectionError) and first.__cause__ is second.__cause__
     assert await batches.ask(3) == 3
 
 

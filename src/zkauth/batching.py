@@ -11,6 +11,7 @@ next, which answers them all at once. A lone call goes alone, one round later.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -28,7 +29,9 @@ class Batches(Generic[Q, A]):
     asked in the same round of the event loop.
 
     The handler must give one answer or exception per question, in order; if it raises
-    instead, every question of the batch gets that exception. A caller that gives up
+    instead, every question of the batch gets that exception: each caller a copy of its own,
+    caused by it (one instance raised in several tasks would collect all their tracebacks,
+    and keep their frames alive). A caller that gives up
     (cancelled) does not disturb its batch. The handler runs in a task of its own, kept
     until it ends.
     """
@@ -55,7 +58,7 @@ class Batches(Generic[Q, A]):
             if len(answers) != len(batch):
                 raise RuntimeError(f"{len(answers)} answers to {len(batch)} questions")
         except Exception as exc:
-            answers = [exc] * len(batch)
+            answers = [_own(exc) for _ in batch]
         except BaseException:  # cancelled (the loop is closing): so are the callers
             for _, waiter in batch:
                 waiter.cancel()
@@ -67,3 +70,14 @@ class Batches(Generic[Q, A]):
                 waiter.set_exception(answer)
             else:
                 waiter.set_result(answer)
+
+
+def _own(exc: Exception) -> Exception:
+    """A copy of ``exc`` (same type and arguments) for one caller, caused by ``exc``; ``exc``
+    itself if it cannot be copied."""
+    try:
+        mine = copy.copy(exc)
+    except Exception:  # an exception type that cannot be rebuilt from its arguments
+        return exc
+    mine.__cause__ = exc
+    return mine
