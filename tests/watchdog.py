@@ -1,6 +1,7 @@
 """A watchdog over the test run: a test's set-up, call or tear-down that runs longer than
 ``ZKAUTH_TEST_STUCK_SECONDS`` (default 300) is reported with the stack of every asyncio task,
-then the run is interrupted, and fails.
+then the run is interrupted, and fails; if that phase is still running :data:`GRACE_SECONDS`
+later, the process ends (exit status 3).
 
 An async fixture's tear-down has been seen waiting for ever, rarely, in full runs. Without this
 such a hang holds CI for its whole time limit and tells nothing of what it waited for; with it,
@@ -23,6 +24,8 @@ from collections.abc import Generator
 import pytest
 
 STUCK_SECONDS = float(os.environ.get("ZKAUTH_TEST_STUCK_SECONDS", "300"))
+#: How long the run may take to stop once interrupted before the process is ended outright.
+GRACE_SECONDS = min(30.0, STUCK_SECONDS)
 
 
 class _Watch:
@@ -42,13 +45,19 @@ class _Watch:
         with self.lock:
             self.phase = None
 
-    def overdue(self) -> str | None:
+    def still(self, phase: str, since: float) -> bool:
+        """Whether ``phase``, which began at ``since``, is still running."""
+        with self.lock:
+            return self.phase == phase and self.since == since
+
+    def overdue(self) -> tuple[str, float] | None:
+        """The phase running for too long, and when it began (once per phase)."""
         with self.lock:
             if self.phase is None or self.fired or time.monotonic() - self.since < STUCK_SECONDS:
                 return None
             self.fired = True
             self.stopped.append(self.phase)
-            return self.phase
+            return self.phase, self.since
 
 
 _WATCH = _Watch()
@@ -71,22 +80,35 @@ def tasks_report() -> str:
 def _watch(config: pytest.Config) -> None:
     while True:
         time.sleep(1.0)
-        phase = _WATCH.overdue()
-        if phase is None:
+        overdue = _WATCH.overdue()
+        if overdue is None:
             continue
+        phase, since = overdue
         try:
             report = tasks_report()
         except Exception as exc:  # a diagnosis must not stop the interruption
             report = f"(the tasks could not be listed: {exc!r})"
-        # Past pytest's output capture, which would otherwise keep the report to itself.
-        capture = config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            sys.stderr.write(f"\n*** {phase} has run for over {STUCK_SECONDS:.0f} s: stopping "
-                             f"the run. Pending asyncio tasks:\n{report}\n")  # fmt: skip
-            sys.stderr.flush()
-        # A real SIGINT: it also wakes a main thread blocked in a system call (an idle event
-        # loop's select), which _thread.interrupt_main() does not.
-        os.kill(os.getpid(), signal.SIGINT)
+        _say(config, f"\n*** {phase} has run for over {STUCK_SECONDS:.0f} s: stopping the run. "
+                     f"Pending asyncio tasks:\n{report}\n")  # fmt: skip
+        # A real SIGINT, sent to the main thread: it also wakes it from a blocking system call
+        # (an idle event loop's select), which _thread.interrupt_main() does not, and a signal
+        # sent to the process could be taken by this thread instead.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        # A phase that survives the interruption (it caught the cancellation or the
+        # KeyboardInterrupt) would hold the run for ever: end the process.
+        time.sleep(GRACE_SECONDS)
+        if _WATCH.still(phase, since):
+            _say(config, f"\n*** {phase} did not stop within {GRACE_SECONDS:.0f} s of the "
+                         "interruption: ending the process\n")  # fmt: skip
+            os._exit(3)
+
+
+def _say(config: pytest.Config, text: str) -> None:
+    """Write to the real stderr, past pytest's output capture (which would keep it)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def pytest_configure(config: pytest.Config) -> None:
