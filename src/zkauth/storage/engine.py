@@ -39,6 +39,7 @@ __all__ = [
     "PoolLimits",
     "async_url",
     "open_database",
+    "sqlite_busy",
     "sqlite_file_missing",
     "sqlite_on_begin",
     "sqlite_pragmas",
@@ -159,11 +160,15 @@ def _use_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
-            if not busy or time.monotonic() >= deadline:
+            if not sqlite_busy(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)  # a new file's first connections only; never once it is in WAL mode
         delay = min(2 * delay, 0.1)
+
+
+def sqlite_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (``SQLITE_BUSY…``)."""
+    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
 
 
 def sqlite_on_begin(conn: Connection) -> None:

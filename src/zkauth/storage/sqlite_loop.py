@@ -39,7 +39,7 @@ from sqlalchemy import Connection, Executable, create_engine, event
 from sqlalchemy.engine import URL
 
 from zkauth.errors import ServiceUnavailable
-from zkauth.storage.engine import UNAVAILABLE, sqlite_pragmas
+from zkauth.storage.engine import UNAVAILABLE, sqlite_busy, sqlite_pragmas
 from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
 from zkauth.storage.prepared import Prepared
 
@@ -89,10 +89,6 @@ class _OnLoop:
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:
     sqlite_pragmas(dbapi_connection, record, _ON_LOOP_PRAGMAS)
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
 
 
 def _close(executor: _OnLoop | None) -> None:
@@ -194,7 +190,7 @@ class LoopSqlite:
             except sqlite3.OperationalError as exc:
                 _close(self._writer)
                 self._writer = None
-                if not _busy(exc) or loop.time() >= deadline:
+                if not sqlite_busy(exc) or loop.time() >= deadline:
                     raise ServiceUnavailable("database busy") from exc
             except UNAVAILABLE as exc:
                 _close(self._writer)
