@@ -65,15 +65,23 @@ def _count_sql(counts: Counter[str]) -> Callable[[], None]:
     from zkauth.storage import pg_direct, sqlite_loop
 
     undo: list[Callable[[], None]] = []
+    # A transaction's executor may hand a statement on to the executor it extends: count once.
+    handing_on: set[int] = set()
 
     def wrap_execute(owner: Any) -> None:
         original = owner.execute
 
         async def counted(self: Any, statement: Any, parameters: Any = None) -> Any:
+            if id(self) in handing_on:
+                return await original(self, statement, parameters)
             text = str(statement).lstrip()
             counts[SQL_STATEMENTS] += 1
             counts[f"  {text.split(None, 1)[0].upper() if text else '?'}"] += 1
-            return await original(self, statement, parameters)
+            handing_on.add(id(self))
+            try:
+                return await original(self, statement, parameters)
+            finally:
+                handing_on.discard(id(self))
 
         owner.execute = counted
         undo.append(lambda: setattr(owner, "execute", original))
@@ -103,6 +111,8 @@ def _count_sql(counts: Counter[str]) -> Callable[[], None]:
 
     wrap_execute(sqlite_loop._OnLoop)
     wrap_execute(pg_direct._Direct)
+    if "execute" in vars(getattr(pg_direct, "_Writer", object)):
+        wrap_execute(pg_direct._Writer)
     wrap_defer(sqlite_loop._OnLoop)
     wrap_defer(getattr(pg_direct, "_Writer", None))
     wrap_begin(sqlite_loop.LoopSqlite, "_begin_immediate")

@@ -19,21 +19,24 @@ from zkauth.storage.sql import HOT_POSTGRESQL_STATEMENTS
 
 _DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 _INSERTS = [Prepared(s, _DIALECT).sql for s in HOT_POSTGRESQL_STATEMENTS if s.is_insert]
+_UPDATES = [Prepared(s, _DIALECT).sql for s in HOT_POSTGRESQL_STATEMENTS if s.is_update]
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+#: Up to four of the hot inserts, each with up to five rows.
+_DEFERRED = st.lists(
+    st.tuples(st.sampled_from(_INSERTS), st.integers(min_value=1, max_value=5)),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda insert: insert[0],
+)
 
 
 def _placeholders(sql: str) -> list[int]:
     return [int(n) for n in _PLACEHOLDER.findall(sql)]
 
 
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(_INSERTS), st.integers(min_value=1, max_value=5)),
-        min_size=1,
-        max_size=4,
-        unique_by=lambda insert: insert[0],
-    )
-)
+@given(_DEFERRED)
 def test_the_parameters_are_numbered_in_order_of_the_rows(inserts: list[tuple[str, int]]) -> None:
     """Every row of every insert gets its own run of parameters, in order, none twice, none
     skipped: ``$1…$w`` the first row of the first insert, then its next row, and so on."""
@@ -43,6 +46,22 @@ def test_the_parameters_are_numbered_in_order_of_the_rows(inserts: list[tuple[st
     for insert, _ in inserts:  # each insert once, with all its rows in its one VALUES list
         assert sql.count(insert.split(" VALUES ")[0]) == 1
     assert sql.startswith("WITH d0 AS (INSERT ") == (len(inserts) > 1)
+
+
+@given(_DEFERRED, st.sampled_from(_UPDATES))
+def test_inserts_riding_with_a_statement_come_first_and_its_parameters_follow(
+    inserts: list[tuple[str, int]], main: str
+) -> None:
+    """In front of ``main``: the inserts' parameters as on their own, then ``main``'s, shifted
+    past them, and ``main`` itself is the statement the ``WITH`` queries belong to."""
+    sql = combined_sql(inserts, main)
+    total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
+    assert _placeholders(sql) == [
+        *range(1, total + 1),
+        *(n + total for n in _placeholders(main)),
+    ]
+    assert sql.startswith("WITH d0 AS (INSERT ")
+    assert _PLACEHOLDER.sub("$", sql).endswith(") " + _PLACEHOLDER.sub("$", main))
 
 
 def test_one_insert_of_one_row_is_sent_as_it_is() -> None:

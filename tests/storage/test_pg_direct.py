@@ -14,13 +14,21 @@ from sqlalchemy import func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.ratelimit.tcp import Proxy
-from tests.storage.builders import make_challenge, make_client, make_event
-from zkauth.errors import Conflict, ServiceUnavailable
+from tests.storage.builders import T0, make_challenge, make_client, make_event
+from zkauth.crypto import Credential
+from zkauth.errors import Conflict, Refused, ServiceUnavailable
+from zkauth.protocol import LOGIN_TAG_TEXT
+from zkauth.service.audit import Auditor
+from zkauth.service.clock import FixedClock
+from zkauth.service.decoy import ensure_decoy
 from zkauth.service.models import ClientId
+from zkauth.service.policy import Policy
 from zkauth.service.ports import Stores
+from zkauth.service.verification import Verification
 from zkauth.storage import PoolLimits, open_sql_stores
 from zkauth.storage.pg_direct import _Direct
 from zkauth.storage.sql import SqlClientStore, open_source
+from zkauth.tokens import SigningKey, TokenIssuer
 
 pytestmark = pytest.mark.services
 
@@ -272,5 +280,100 @@ async def test_a_failed_unit_of_inserts_alone_leaves_nothing(empty_postgres_url:
         async with stores.transaction() as tx:  # the connection is clean for the next unit
             await tx.audit.append_all([make_event(1)])
         assert [e.event for e in await stores.audit.entries(10)] == [make_event(1)]
+    finally:
+        await stores.close()
+
+
+async def test_deferred_inserts_ride_with_an_update_of_other_tables(
+    empty_postgres_url: str,
+) -> None:
+    """Deferred inserts go in front of the next statement when it is a prepared UPDATE that
+    touches none of their tables, in its round trip; before one that does, they go first, so
+    that it sees their rows."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client, other = make_client(), make_client()
+    try:
+        assert await stores.clients.create(client)
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            async with stores.transaction() as tx:
+                await tx.audit.append_all([make_event(0)])
+                assert await tx.clients.record_failure(client.client_id) == 1
+            assert sent == ["BEGIN", "WITH", "COMMIT"]
+            sent.clear()
+            async with stores.transaction() as tx:
+                await tx.challenges.issue(make_challenge(other.client_id))
+                assert await tx.challenges.void_for_client(other.client_id, T0) == 1
+            assert sent == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
+        assert [e.event for e in await stores.audit.entries(10)] == [make_event(0)]
+        stored = await stores.clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 1
+    finally:
+        await stores.close()
+
+
+async def test_a_failed_rider_keeps_nothing(empty_postgres_url: str) -> None:
+    """The inserts and the statement they ride with are one statement: when an insert fails,
+    the UPDATE is not kept either, and the unit fails with a ``Conflict``."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client = make_client()
+    try:
+        assert await stores.clients.create(client)
+        first = make_challenge(make_client().client_id)
+        await stores.challenges.issue(first)
+        taken = make_challenge(client.client_id, challenge_id=first.challenge_id)
+
+        async def doomed() -> None:
+            async with stores.transaction() as tx:
+                await tx.challenges.issue(taken)
+                await tx.clients.record_failure(client.client_id)
+
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            with pytest.raises(Conflict):
+                await doomed()
+            assert sent == ["BEGIN", "WITH", "ROLLBACK"]
+        stored = await stores.clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 0
+    finally:
+        await stores.close()
+
+
+async def test_a_login_sends_its_audit_event_with_its_lockout_write(
+    empty_postgres_url: str,
+) -> None:
+    """A verification's unit of work: BEGIN, the consume, the lockout write with the audit
+    event in front of it, COMMIT; the same round trips on every path (a wrong proof counts for
+    the client; an unknown client's consume finds nothing, and its attempt is spent on the
+    decoy, in the consume's statement and in the lockout write's)."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    clock = FixedClock(T0)
+    auditor = Auditor(stores.transaction, clock)
+    verification = Verification(
+        stores.clients, TokenIssuer([SigningKey.generate()], "test"), auditor, clock, Policy()
+    )
+    client = make_client(commitment=Credential.generate().commitment.encode())
+    try:
+        await ensure_decoy(stores.clients, clock)
+        assert await stores.clients.create(client)
+        for client_id in (client.client_id, ClientId("nobody-here")):
+            challenge = make_challenge(client_id)
+            if client_id == client.client_id:
+                await stores.challenges.issue(challenge)
+            with (
+                pytest.MonkeyPatch.context() as patch,
+                _sent(patch) as sent,
+                pytest.raises(Refused),
+            ):
+                await verification.verify(
+                    client_id, challenge.challenge_id, bytes(96),
+                    challenge.channel_binding, LOGIN_TAG_TEXT,
+                )  # fmt: skip
+            # The lookup, BEGIN, the consume (with the decoy's rewrite as its second query),
+            # the lockout write (with the audit event as its first), COMMIT.
+            assert sent == ["SELECT", "BEGIN", "WITH", "WITH", "COMMIT"]
+        stored = await stores.clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 1
+        events = [(e.event.client_id, e.event.reason) for e in await stores.audit.entries(10)]
+        assert [client_id for client_id, _ in events] == [client.client_id, "nobody-here"]
+        assert str(events[0][1]).startswith("proof:") and events[1][1] == "unknown_client"
     finally:
         await stores.close()

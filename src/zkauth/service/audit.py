@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from zkauth.service.models import AuditEvent, ClientId, Outcome
-from zkauth.service.ports import ChallengeStore, ClientStore, Clock, UnitOfWork
+from zkauth.service.ports import Clock, UnitOfWork, Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,15 @@ Listener = Callable[[AuditEvent], Awaitable[None]]
 class Transaction:
     """One use case's view of a unit of work: its stores, and the events it will commit."""
 
-    __slots__ = ("_clock", "challenges", "clients", "events")
+    __slots__ = ("_appended", "_clock", "_writes", "challenges", "clients", "events")
 
-    def __init__(self, clients: ClientStore, challenges: ChallengeStore, clock: Clock) -> None:
-        self.clients = clients
-        self.challenges = challenges
+    def __init__(self, writes: Writes, clock: Clock) -> None:
+        self.clients = writes.clients
+        self.challenges = writes.challenges
+        self._writes = writes
         self._clock = clock
         self.events: list[AuditEvent] = []
+        self._appended = 0
 
     def record(
         self,
@@ -55,7 +57,8 @@ class Transaction:
         reason: str | None = None,
         **detail: str,
     ) -> None:
-        """Stamp ``event`` with the current time; it is appended when the transaction commits."""
+        """Stamp ``event`` with the current time; it is appended when the transaction commits
+        (or at :meth:`append_recorded`)."""
         self.events.append(
             AuditEvent(
                 at=self._clock.now(),
@@ -67,6 +70,15 @@ class Transaction:
                 detail=detail,
             )
         )
+
+
+    async def append_recorded(self) -> None:
+        """Append the events recorded so far now, in order, rather than just before the commit.
+        Where every statement is a round trip (PostgreSQL), they then go with the unit's next
+        write instead of in one more statement of their own."""
+        if len(self.events) > self._appended:
+            await self._writes.audit.append_all(self.events[self._appended :])
+            self._appended = len(self.events)
 
 
 class Auditor:
@@ -93,10 +105,9 @@ class Auditor:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A unit of work whose recorded events are appended last, just before it commits."""
         async with self._unit_of_work() as writes:
-            tx = Transaction(writes.clients, writes.challenges, self._clock)
+            tx = Transaction(writes, self._clock)
             yield tx
-            if tx.events:
-                await writes.audit.append_all(tx.events)
+            await tx.append_recorded()
         for event in tx.events:
             for listener in self._listeners:
                 await listener(event)

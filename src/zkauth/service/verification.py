@@ -70,12 +70,15 @@ class Verification:
         # by an earlier attempt can be missed here.
         client = await self._clients.get(ClientId(client_id))
         async with self._audit.transaction() as tx:
-            reason = await self._decide(
-                tx, client, client_id, challenge_id, proof, channel_binding, tag, now, ctx
+            reason, counts = await self._decide(
+                tx, client, client_id, challenge_id, proof, channel_binding, tag, now
             )
             outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
             extra = {"audience": audience} if reason is None else {}
             tx.record("verification", outcome, ctx, client_id=client_id, reason=reason, **extra)
+            # Appended before the lockout write, so on PostgreSQL the event goes with it.
+            await tx.append_recorded()
+            await self._count(tx, client if counts else None, reason, now, ctx)
         # Committed: the token is signed on every path (refusals sign for the decoy, discarded).
         if reason is None:
             return self._issuer.issue(client_id, audience, channel_binding, now)
@@ -92,9 +95,10 @@ class Verification:
         channel_binding: bytes,
         tag: str,
         now: datetime,
-        ctx: RequestContext,
-    ) -> str | None:
-        """The checklist, inside the transaction: the first reason to refuse, or ``None``."""
+    ) -> tuple[str | None, bool]:
+        """The checklist, inside the transaction: the first reason to refuse, or ``None``; and
+        whether the attempt counts for the client's lockout (an eligible client's attempt on
+        its live challenge)."""
         # Consumed before anything is checked: one challenge buys exactly one attempt.
         challenge = await tx.challenges.consume(ChallengeId(challenge_id), ClientId(client_id), now)
 
@@ -115,18 +119,25 @@ class Verification:
         result = verify(statement, proof)
         if reason is None and not result.valid:
             reason = f"proof:{result.rejection}"
+        return reason, ineligible is None and client is not None and challenge is not None
 
-        # From here every path does the same work: one lockout write (refusals spend theirs on
-        # the decoy), then the caller's audit entry and token signature.
-        if reason is None and client is not None:
-            await lockout.record_success(tx.clients, client)
-        elif ineligible is None and client is not None and challenge is not None:
-            # A real attempt on a live challenge failed: it counts towards the lockout.
-            if await lockout.record_failure(tx.clients, client, now, self._policy):
-                tx.record(
-                    "lockout", Outcome.SUCCESS, ctx, client_id=client.client_id,
-                    lockouts=str(client.lockout_count + 1),
-                )  # fmt: skip
-        else:
+    async def _count(
+        self,
+        tx: Transaction,
+        client: Client | None,
+        reason: str | None,
+        now: datetime,
+        ctx: RequestContext,
+    ) -> None:
+        """Every path does the same work here: one lockout write, for ``client`` if the attempt
+        counts (refusals that do not spend theirs on the decoy)."""
+        if client is None:
             await decoy_failure(tx.clients)
-        return reason
+        elif reason is None:
+            await lockout.record_success(tx.clients, client)
+        elif await lockout.record_failure(tx.clients, client, now, self._policy):
+            # A real attempt on a live challenge failed, and it was one too many.
+            tx.record(
+                "lockout", Outcome.SUCCESS, ctx, client_id=client.client_id,
+                lockouts=str(client.lockout_count + 1),
+            )  # fmt: skip

@@ -53,11 +53,13 @@ class Writer(Executor, Protocol):
         transaction commits, in order with the transaction's other statements.
 
         Where every statement is a round trip (PostgreSQL), the deferred inserts of a
-        transaction go together as one statement, just before the next statement or the commit;
-        a transaction with nothing but deferred inserts is that one statement, which is atomic
-        on its own, with no BEGIN and COMMIT. So deferred inserts must not depend on each
-        other's rows. Their errors (a key already taken) surface there, and the transaction
-        rolls back as it would have had they surfaced here. SQLite runs them at once.
+        transaction go together as one statement, just before the next statement or the commit,
+        or in front of that next statement, in its round trip, when it could not see their rows
+        anyway (an UPDATE of other tables); a transaction with nothing but deferred inserts is
+        that one statement, which is atomic on its own, with no BEGIN and COMMIT. So deferred
+        inserts must not depend on each other's rows. Their errors (a key already taken)
+        surface there, and the transaction rolls back as it would have had they surfaced here.
+        SQLite runs them at once.
         """
         ...
 

@@ -13,7 +13,10 @@ unit of work. Every statement is a round trip, so inserts whose outcome nobody r
 event, a challenge) are deferred (``Writer.defer``): they wait for the unit's next statement or
 its commit and go with each other as one statement. A unit of nothing but such inserts (a
 challenge request's) is that one statement, atomic on its own, with no BEGIN and COMMIT: the
-transaction begins only when a statement must go at once.
+transaction begins only when a statement must go at once. When that next statement is one of
+the hot UPDATEs or DELETEs and touches none of their tables, so it could not have seen their
+rows anyway, they ride along with it as data-modifying ``WITH`` queries in front of it: a
+login's audit event goes in the same round trip as its lockout write.
 
 A connection goes back to the pool without asyncpg's default reset query (advisory unlock,
 ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``: one more round trip on every release): the stores
@@ -35,9 +38,11 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import asyncpg
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import ClauseElement
 
 from zkauth.errors import ServiceUnavailable
 from zkauth.storage.engine import UNAVAILABLE, PoolLimits
@@ -67,18 +72,23 @@ def _shifted(sql: str, offset: int) -> str:
     return _PLACEHOLDER.sub(lambda found: f"${int(found.group(1)) + offset}", sql)
 
 
-def combined_sql(inserts: Sequence[tuple[str, int]]) -> str:
+def combined_sql(inserts: Sequence[tuple[str, int]], main: str | None = None) -> str:
     """One statement for ``inserts``, each an ``INSERT … VALUES`` of one row (its SQL) and how
     many rows to insert with it: their parameters, all the rows of the first, then of the
-    second…, are ``$1``, ``$2``… in that order (see :meth:`PgSource.combined`)."""
+    second…, are ``$1``, ``$2``… in that order (see :meth:`PgSource.combined`). With ``main``,
+    the inserts are ``WITH`` queries of that statement, whose parameters follow theirs."""
     parts, offset = [], 0
     for sql, count in inserts:
         width = _parameter_count(sql)
         parts.append(_shifted(_with_rows(sql, count, width), offset))
         offset += width * count
-    if len(parts) == 1:
-        return parts[0]
-    return f"WITH {', '.join(f'd{n} AS ({part})' for n, part in enumerate(parts))} SELECT 1"
+    if main is None:
+        if len(parts) == 1:
+            return parts[0]
+        main = "SELECT 1"
+    else:
+        main = _shifted(main, offset)
+    return f"WITH {', '.join(f'd{n} AS ({part})' for n, part in enumerate(parts))} {main}"
 
 
 def _parameter_count(sql: str) -> int:
@@ -114,24 +124,31 @@ class _Direct:
 
     async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
         prepared = self._source.prepared(statement)
-        try:
-            if isinstance(parameters, Sequence):  # executemany: no rows come back
-                rows = [prepared.positional(p) for p in parameters]
+        if isinstance(parameters, Sequence):  # executemany: no rows come back
+            rows = [prepared.positional(p) for p in parameters]
+            try:
                 await self._conn.executemany(prepared.sql, rows)
-                return RawResult(-1, [])
-            args = prepared.positional(parameters or {})
+            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+                raise _driver_error(exc, prepared.sql) from exc
+            return RawResult(-1, [])
+        return await self._run(prepared, prepared.sql, prepared.positional(parameters or {}))
+
+    async def _run(self, prepared: Prepared, sql: str, args: list[Any]) -> Result:
+        """``sql`` (``prepared``'s, perhaps with deferred inserts in front) with ``args``."""
+        try:
             if prepared.returns_rows:
-                records = await self._conn.fetch(prepared.sql, *args)
+                records = await self._conn.fetch(sql, *args)
                 return RawResult(len(records), [prepared.convert(r) for r in records])
-            return RawResult(_rowcount(await self._conn.execute(prepared.sql, *args)), [])
+            return RawResult(_rowcount(await self._conn.execute(sql, *args)), [])
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise _driver_error(exc, prepared.sql) from exc
+            raise _driver_error(exc, sql) from exc
 
 
 class _Writer(_Direct):
     """A :class:`~zkauth.storage.executor.Writer`: the transaction begins with its first
     statement that must go at once, and deferred inserts wait for the next one or the commit,
-    then go as one statement (:meth:`PgSource.combined`)."""
+    then go as one statement (:meth:`PgSource.combined`), or in front of that next one when it
+    may take them (:meth:`PgSource.rider`)."""
 
     __slots__ = ("_deferred", "_transaction")
 
@@ -149,7 +166,18 @@ class _Writer(_Direct):
         if self._transaction is None:
             self._transaction = self._conn.transaction()
             await self._transaction.start()
-        await self._flush()
+        if self._deferred:
+            rider = self._source.rider(statement)
+            if (
+                rider is not None
+                and not isinstance(parameters, Sequence)
+                and rider[1].isdisjoint(_tables(self._deferred))
+            ):
+                prepared = rider[0]
+                sql, args = self._source.combined(self._deferred, prepared)
+                self._deferred = []
+                return await self._run(prepared, sql, args + prepared.positional(parameters or {}))
+            await self._flush()
         return await super().execute(statement, parameters)
 
     async def commit(self) -> None:
@@ -174,6 +202,27 @@ class _Writer(_Direct):
             raise _driver_error(exc, sql) from exc
 
 
+def _tables(deferred: Iterable[tuple[Prepared, list[Any]]]) -> set[str]:
+    """The tables the deferred inserts write to."""
+    return {prepared.statement.table.name for prepared, _ in deferred}  # type: ignore[attr-defined]
+
+
+def _tables_of(statement: Executable) -> frozenset[str]:
+    """Every table ``statement`` names, in its subqueries too."""
+    assert isinstance(statement, ClauseElement)  # as every prepared statement is
+    return frozenset(e.name for e in visitors.iterate(statement) if isinstance(e, Table))
+
+
+def _may_carry(prepared: Prepared) -> bool:
+    """Whether deferred inserts may go as ``WITH`` queries in front of ``prepared``: an UPDATE
+    or a DELETE (an INSERT's caller may read a key conflict as its own; a SELECT needs no
+    transaction), not itself a ``WITH`` query. They run in its snapshot, so it must not touch
+    their tables (:meth:`_Writer.execute` checks): it would not see their rows."""
+    statement = prepared.statement
+    dml = getattr(statement, "is_update", False) or getattr(statement, "is_delete", False)
+    return bool(dml) and not prepared.sql.lstrip().upper().startswith("WITH")
+
+
 def _driver_error(exc: Exception, sql: str) -> Exception:
     return as_sqlalchemy(
         exc,
@@ -195,7 +244,14 @@ class PgSource:
         self._sql_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         # Keyed by identity: the statements are module constants, kept alive by ``Prepared``.
         self._hot = {id(st): Prepared(st, self._sql_dialect) for st in hot}
-        # Combined statements of hot statements, by their identities and row counts.
+        # The hot statements deferred inserts may ride along with, and the tables each touches.
+        self._riders = {
+            key: (prepared, _tables_of(prepared.statement))
+            for key, prepared in self._hot.items()
+            if _may_carry(prepared)
+        }
+        # Combined statements of hot statements, by their identities and row counts (and the
+        # identity of the statement they ride with, if any).
         self._combined: dict[tuple[tuple[int, int], ...], str] = {}
 
     @classmethod
@@ -248,23 +304,34 @@ class PgSource:
                     raise ServiceUnavailable("database unavailable") from exc
                 raise
 
-    def combined(self, deferred: Sequence[tuple[Prepared, list[Any]]]) -> tuple[str, list[Any]]:
-        """One statement for a transaction's deferred inserts, and its arguments. The rows of
-        one insert statement go in one ``VALUES`` list, in the order they were deferred; two or
-        more statements go as data-modifying ``WITH`` queries of a ``SELECT``, which
-        PostgreSQL runs exactly once each, to completion, in one snapshot, in no set order."""
+    def rider(self, statement: Executable) -> tuple[Prepared, frozenset[str]] | None:
+        """``statement`` prepared and the tables it reads or writes, if deferred inserts into
+        other tables may ride along with it (:func:`_may_carry`)."""
+        return self._riders.get(id(statement))
+
+    def combined(
+        self, deferred: Sequence[tuple[Prepared, list[Any]]], main: Prepared | None = None
+    ) -> tuple[str, list[Any]]:
+        """One statement for a transaction's deferred inserts, and its arguments (``main``'s
+        own follow them). The rows of one insert statement go in one ``VALUES`` list, in the
+        order they were deferred; two or more statements go as data-modifying ``WITH`` queries
+        of a ``SELECT`` (or of ``main``), which PostgreSQL runs exactly once each, to
+        completion, in one snapshot, in no set order."""
         groups: dict[int, tuple[Prepared, list[list[Any]]]] = {}
         for prepared, row in deferred:
             groups.setdefault(id(prepared.statement), (prepared, []))[1].append(row)
         args = [arg for _, rows in groups.values() for row in rows for arg in row]
         key = tuple((statement, len(rows)) for statement, (_, rows) in groups.items())
+        if main is not None:
+            key += ((id(main.statement), 0),)
         # Only the hot statements' identities are stable: the others' may be reused.
         hot = all(statement in self._hot for statement in groups)
         sql = self._combined.get(key) if hot else None
         if sql is None:
             if any(len(rows[0]) != _parameter_count(p.sql) for p, rows in groups.values()):
                 raise ValueError("a deferred insert must use each of its parameters once")
-            sql = combined_sql([(prepared.sql, len(rows)) for prepared, rows in groups.values()])
+            inserts = [(prepared.sql, len(rows)) for prepared, rows in groups.values()]
+            sql = combined_sql(inserts, None if main is None else main.sql)
             if hot and len(self._combined) < _COMBINED_KEPT:
                 self._combined[key] = sql
         return sql, args

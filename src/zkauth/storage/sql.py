@@ -40,10 +40,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    exists,
+    false,
     insert,
     literal,
     or_,
     select,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -330,6 +334,30 @@ _CONSUME: Final = (
 )
 
 
+def _consume_or_rewrite_decoy() -> Executable:
+    """PostgreSQL: ``_CONSUME``, and when it consumes nothing ``_REWRITE_DECOY_CHALLENGE``, as
+    one statement: a round trip either way, where the two statements would make a refusal one
+    round trip (some hundred microseconds) slower than a login. ``real`` tells which it was."""
+    consumed = _CONSUME.cte("consumed")
+    decoy = (
+        update(challenges)
+        .where(
+            challenges.c.client_id == literal(DECOY_CLIENT_ID),
+            challenges.c.consumed_at.is_(None),
+            ~exists(select(literal(1)).select_from(consumed)),
+        )
+        .values(consumed_at=challenges.c.consumed_at)
+        .returning(*challenges.c)
+        .cte("decoy")
+    )
+    return union_all(
+        select(*consumed.c, true().label("real")), select(*decoy.c, false().label("real"))
+    )
+
+
+_CONSUME_OR_DECOY: Final = _consume_or_rewrite_decoy()
+
+
 class SqlChallengeStore:
     def __init__(self, db: Source) -> None:
         self._db = db
@@ -350,6 +378,11 @@ class SqlChallengeStore:
     ) -> Challenge | None:
         params = {"b_id": challenge_id, "b_client": client_id, "b_now": now}
         async with self._db.write() as conn:
+            if self._db.dialect == "postgresql":
+                row = (await conn.execute(_CONSUME_OR_DECOY, params)).one_or_none()
+                # The decoy's row, when nothing was consumed, is converted and dropped.
+                found = None if row is None else challenge_from_row(row)
+                return found if row is not None and row.real else None
             row = (await conn.execute(_CONSUME, params)).one_or_none()
             if row is None:
                 # Nothing consumed: rewrite the decoy's live challenge unchanged instead, and
@@ -426,6 +459,7 @@ HOT_SQLITE_STATEMENTS: Final = (
 )
 HOT_POSTGRESQL_STATEMENTS: Final = (
     *_HOT,
+    _CONSUME_OR_DECOY,
     _GET_CLIENTS,
     _CREATE_CLIENT["postgresql"],
     _ISSUE["postgresql"],
