@@ -71,7 +71,6 @@ class Transaction:
             )
         )
 
-
     async def append_recorded(self) -> None:
         """Append the events recorded so far now, in order, rather than just before the commit.
         Where every statement is a round trip (PostgreSQL), they then go with the unit's next
