@@ -339,17 +339,8 @@ def _consume_or_rewrite_decoy() -> Executable:
     one statement: a round trip either way, where the two statements would make a refusal one
     round trip (some hundred microseconds) slower than a login. ``real`` tells which it was."""
     consumed = _CONSUME.cte("consumed")
-    decoy = (
-        update(challenges)
-        .where(
-            challenges.c.client_id == literal(DECOY_CLIENT_ID),
-            challenges.c.consumed_at.is_(None),
-            ~exists(select(literal(1)).select_from(consumed)),
-        )
-        .values(consumed_at=challenges.c.consumed_at)
-        .returning(*challenges.c)
-        .cte("decoy")
-    )
+    nothing_consumed = ~exists(select(literal(1)).select_from(consumed))
+    decoy = _REWRITE_DECOY_CHALLENGE.where(nothing_consumed).cte("decoy")
     return union_all(
         select(*consumed.c, true().label("real")), select(*decoy.c, false().label("real"))
     )
