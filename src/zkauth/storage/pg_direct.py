@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -126,22 +126,18 @@ class _Direct:
         prepared = self._source.prepared(statement)
         if isinstance(parameters, Sequence):  # executemany: no rows come back
             rows = [prepared.positional(p) for p in parameters]
-            try:
+            with _driver_errors(prepared.sql):
                 await self._conn.executemany(prepared.sql, rows)
-            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-                raise _driver_error(exc, prepared.sql) from exc
             return RawResult(-1, [])
         return await self._run(prepared, prepared.sql, prepared.positional(parameters or {}))
 
     async def _run(self, prepared: Prepared, sql: str, args: list[Any]) -> Result:
         """``sql`` (``prepared``'s, perhaps with deferred inserts in front) with ``args``."""
-        try:
+        with _driver_errors(sql):
             if prepared.returns_rows:
                 records = await self._conn.fetch(sql, *args)
                 return RawResult(len(records), [prepared.convert(r) for r in records])
             return RawResult(_rowcount(await self._conn.execute(sql, *args)), [])
-        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise _driver_error(exc, sql) from exc
 
 
 class _Writer(_Direct):
@@ -196,10 +192,8 @@ class _Writer(_Direct):
             return
         sql, args = self._source.combined(self._deferred)
         self._deferred = []
-        try:
+        with _driver_errors(sql):
             await self._conn.execute(sql, *args)
-        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise _driver_error(exc, sql) from exc
 
 
 def _tables(deferred: Iterable[tuple[Prepared, list[Any]]]) -> set[str]:
@@ -223,13 +217,18 @@ def _may_carry(prepared: Prepared) -> bool:
     return bool(dml) and not prepared.sql.lstrip().upper().startswith("WITH")
 
 
-def _driver_error(exc: Exception, sql: str) -> Exception:
-    return as_sqlalchemy(
-        exc,
-        sql,
-        integrity=isinstance(exc, asyncpg.IntegrityConstraintViolationError),
-        operational=isinstance(exc, _CONNECTION_ERRORS),
-    )
+@contextlib.contextmanager
+def _driver_errors(sql: str) -> Iterator[None]:
+    """The driver's errors while running ``sql``, raised as SQLAlchemy's (``as_sqlalchemy``)."""
+    try:
+        yield
+    except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+        raise as_sqlalchemy(
+            exc,
+            sql,
+            integrity=isinstance(exc, asyncpg.IntegrityConstraintViolationError),
+            operational=isinstance(exc, _CONNECTION_ERRORS),
+        ) from exc
 
 
 class PgSource:
