@@ -39,14 +39,15 @@ from sqlalchemy import Connection, Executable, create_engine, event
 from sqlalchemy.engine import URL
 
 from zkauth.errors import ServiceUnavailable
-from zkauth.storage.engine import UNAVAILABLE, sqlite_busy, sqlite_pragmas
+from zkauth.storage.engine import SQLITE_BUSY_SECONDS, UNAVAILABLE, sqlite_busy, sqlite_pragmas
 from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
 from zkauth.storage.prepared import Prepared
 
 __all__ = ["BUSY_TIMEOUT", "CHECKPOINT_EVERY", "LoopSqlite"]
 
-#: How long a write transaction waits for another process's write lock before failing closed.
-BUSY_TIMEOUT: Final = 5.0
+#: How long a write transaction waits for another process's write lock before failing closed:
+#: as long as any zkauth connection waits for a SQLite lock.
+BUSY_TIMEOUT: Final = SQLITE_BUSY_SECONDS
 #: Commits between two checkpoints of the write-ahead log (a few pages each: a few MB of log).
 CHECKPOINT_EVERY: Final = 500
 _FIRST_RETRY: Final = 0.0005
