@@ -13,6 +13,7 @@ from tests.storage.test_audit import assert_chain
 from zkauth.errors import Conflict
 from zkauth.service.models import ClientStatus
 from zkauth.service.ports import Stores
+from zkauth.storage.sql_audit import SEAL_BATCH
 
 
 class Boom(Exception):
@@ -132,6 +133,25 @@ async def test_concurrent_units_and_lone_appends_keep_one_chain(stores: Stores) 
     for n in range(0, 30, 2):
         assert numbers.index(n) < numbers.index(n + 1)
     assert await stores.audit.seal() == 0
+
+
+async def test_more_events_than_one_sealing_batch_are_sealed_once_in_order(
+    stores: Stores,
+) -> None:
+    """Sealing takes the pending events in batches (``SEAL_BATCH`` on SQL stores) and drops each
+    batch from the pending table: with more than a batch pending, the second batch starts
+    exactly where the first ended."""
+    count = SEAL_BATCH + 7
+    async with stores.transaction() as tx:
+        await tx.audit.append_all([make_event(n) for n in range(SEAL_BATCH)])
+    async with stores.transaction() as tx:
+        await tx.audit.append_all([make_event(n) for n in range(SEAL_BATCH, count)])
+
+    await stores.audit.seal()  # SQL stores: all of them; the in-memory one chained them at once
+    assert await stores.audit.seal() == 0
+    entries = list(await stores.audit.entries(count + 1))
+    assert_chain(entries)
+    assert [int(e.event.detail["n"]) for e in entries] == list(range(count))
 
 
 async def test_a_rolled_back_unit_leaves_nothing_to_seal(stores: Stores) -> None:

@@ -447,6 +447,7 @@ HOT_SQLITE_STATEMENTS: Final = (
     _CREATE_CLIENT["sqlite"],
     _ISSUE["sqlite"],
     *SqlAuditLog.HOT_STATEMENTS,
+    *SqlAuditLog.HOT_SQLITE,
 )
 HOT_POSTGRESQL_STATEMENTS: Final = (
     *_HOT,

@@ -64,13 +64,15 @@ _INSERT_PENDING: Final = insert(audit_pending).values(
 SEAL_BATCH: Final = 1000
 _ALL_PENDING: Final = select(audit_pending).order_by(audit_pending.c.id)
 _OLDEST_PENDING: Final = _ALL_PENDING.limit(SEAL_BATCH)
+#: Drops the events just sealed from the pending table. PostgreSQL's ids come from a sequence,
+#: so a row with a smaller id than the last one read may commit later: the ids go one by one.
+#: SQLite's writers take turns (``BEGIN IMMEDIATE``), so the events read, oldest first, are every
+#: pending row up to the last of them: one prepared range delete, however many there are.
 _DELETE_SEALED: Final = {
     "postgresql": audit_pending.delete().where(
         audit_pending.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
     ),
-    "sqlite": audit_pending.delete().where(
-        audit_pending.c.id.in_(bindparam("ids", expanding=True))
-    ),
+    "sqlite": audit_pending.delete().where(audit_pending.c.id <= bindparam("last")),
 }
 _LAST_CHECKPOINT: Final = (
     select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)
@@ -82,6 +84,8 @@ class SqlAuditLog:
     HOT_STATEMENTS: Final = (_INSERT_PENDING, _LAST_ENTRY, _INSERT_ENTRY, _OLDEST_PENDING)
     #: ... and on PostgreSQL also these.
     HOT_POSTGRESQL: Final = (_ADVISORY_LOCK, _ALL_PENDING, _DELETE_SEALED["postgresql"])
+    #: ... and on SQLite this one.
+    HOT_SQLITE: Final = (_DELETE_SEALED["sqlite"],)
 
     def __init__(
         self, db: Source, *, lock: asyncio.Lock | None = None, prune_batch: int = PRUNE_BATCH
@@ -146,7 +150,8 @@ class SqlAuditLog:
         await conn.execute(_INSERT_ENTRY, [audit_values(entry) for entry in entries])
         ids = [pending_id for pending_id, _ in pending if pending_id is not None]
         if ids:
-            await conn.execute(_DELETE_SEALED[self._db.dialect], {"ids": ids})
+            parameters = {"last": max(ids)} if self._db.dialect == "sqlite" else {"ids": ids}
+            await conn.execute(_DELETE_SEALED[self._db.dialect], parameters)
         return entries
 
     async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
