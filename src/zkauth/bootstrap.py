@@ -188,7 +188,7 @@ async def build(
         policy=policy,
         stores=stores,
         clock=clock,
-        enrollment=Enrollment(auditor, clock),
+        enrollment=Enrollment(stores.clients, auditor, clock),
         challenges=Challenges(stores.clients, auditor, clock, policy),
         verification=Verification(stores.clients, issuer, auditor, clock, policy),
         lifecycle=Lifecycle(auditor, clock),

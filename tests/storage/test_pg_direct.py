@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.ratelimit.tcp import Proxy
 from tests.storage.builders import T0, make_challenge, make_client, make_event
-from zkauth.crypto import Credential
+from zkauth.crypto import Credential, PossessionStatement, prove
 from zkauth.errors import Conflict, Refused, ServiceUnavailable
 from zkauth.protocol import LOGIN_TAG_TEXT
 from zkauth.service.audit import Auditor
 from zkauth.service.clock import FixedClock
 from zkauth.service.decoy import ensure_decoy
-from zkauth.service.models import ClientId
+from zkauth.service.enrollment import Enrollment
+from zkauth.service.models import ClientId, Outcome
 from zkauth.service.policy import Policy
 from zkauth.service.ports import Stores
 from zkauth.service.verification import Verification
@@ -375,5 +376,31 @@ async def test_a_login_sends_its_audit_event_with_its_lockout_write(
         events = [(e.event.client_id, e.event.reason) for e in await stores.audit.entries(10)]
         assert [client_id for client_id, _ in events] == [client.client_id, "nobody-here"]
         assert str(events[0][1]).startswith("proof:") and events[1][1] == "unknown_client"
+    finally:
+        await stores.close()
+
+
+async def test_an_enrollment_is_its_lookup_and_one_statement(empty_postgres_url: str) -> None:
+    """An enrollment reads whether the identifier is free (a lookup, shared under load), then
+    its unit of work inserts the client and its audit event in one statement, atomic on its
+    own: no BEGIN, no COMMIT. A refusal sends the lookup and the event."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    clock = FixedClock(T0)
+    enrollment = Enrollment(stores.clients, Auditor(stores.transaction, clock), clock)
+    credential = Credential.generate()
+    commitment = credential.commitment.encode()
+    proof = prove(credential, PossessionStatement(credential.commitment, "alice"))
+    try:
+        await ensure_decoy(stores.clients, clock)
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            client = await enrollment.enroll("alice", commitment, proof)
+            assert sent == ["SELECT", "WITH"]
+        assert await stores.clients.get(client.client_id) == client
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            with pytest.raises(Conflict):
+                await enrollment.enroll("alice", commitment, proof)
+            assert sent == ["SELECT", "INSERT"]
+        events = [(e.event.outcome, e.event.reason) for e in await stores.audit.entries(10)]
+        assert events == [(Outcome.SUCCESS, None), (Outcome.FAILURE, "identifier_taken")]
     finally:
         await stores.close()

@@ -41,6 +41,13 @@ class ClientStore(Protocol):
         any status: a revoked identifier can never be enrolled again (DESIGN.md "HTTP API v1")."""
         ...
 
+    async def add(self, client: Client) -> None:
+        """Insert ``client`` in a unit of work; :class:`~zkauth.errors.Conflict` if its id (or
+        reference id) was ever used, in any status. Like :meth:`ChallengeStore.issue`, a store
+        may send the insert with the unit's commit (PostgreSQL) and raise only then: the whole
+        unit rolls back either way. Cheaper than :meth:`create` where its outcome is expected."""
+        ...
+
     async def get(self, client_id: ClientId) -> Client | None: ...
 
     async def rotate_commitment(

@@ -106,6 +106,10 @@ class MemoryClientStore:
         self._journal.put(self._references, client.reference_id, client.client_id)
         return True
 
+    async def add(self, client: Client) -> None:
+        if not await self.create(client):
+            raise Conflict("client id or reference id already used")
+
     async def get(self, client_id: ClientId) -> Client | None:
         return self._clients.get(client_id)
 

@@ -169,6 +169,13 @@ class SqlClientStore:
         async with self._db.write() as conn:
             return (await conn.execute(self._create, client_values(client))).rowcount == 1
 
+    async def add(self, client: Client) -> None:
+        try:
+            async with self._db.write() as conn:
+                conn.defer(_ADD_CLIENT, client_values(client))
+        except IntegrityError as exc:
+            raise Conflict("client id or reference id already used") from exc
+
     async def get(self, client_id: ClientId) -> Client | None:
         if self._lookups is not None:
             return await self._lookups.ask(client_id)
@@ -321,6 +328,8 @@ _CREATE_CLIENT: Final = {
     "postgresql": postgresql.insert(clients).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(clients).on_conflict_do_nothing(),
 }
+#: A key already used raises, so the insert can be deferred and still refuse.
+_ADD_CLIENT: Final = insert(clients)
 _CONSUME: Final = (
     update(challenges)
     .where(
@@ -433,6 +442,7 @@ class SqlAdminTokenStore:
 
 
 _HOT: Final = (
+    _ADD_CLIENT,
     _GET_CLIENT,
     _SAVE_LOCKOUT,
     _RECORD_FAILURE,
@@ -444,7 +454,6 @@ _HOT: Final = (
 #: What requests and sealing run, compiled once per process (``prepared.py``).
 HOT_SQLITE_STATEMENTS: Final = (
     *_HOT,
-    _CREATE_CLIENT["sqlite"],
     _ISSUE["sqlite"],
     *SqlAuditLog.HOT_STATEMENTS,
     *SqlAuditLog.HOT_SQLITE,
@@ -453,7 +462,6 @@ HOT_POSTGRESQL_STATEMENTS: Final = (
     *_HOT,
     _CONSUME_OR_DECOY,
     _GET_CLIENTS,
-    _CREATE_CLIENT["postgresql"],
     _ISSUE["postgresql"],
     *SqlAuditLog.HOT_STATEMENTS,
     *SqlAuditLog.HOT_POSTGRESQL,
