@@ -66,7 +66,9 @@ async def test_add_of_a_used_key_raises_conflict_and_the_unit_keeps_nothing(
     assert await stores.clients.create(original)
     if clash == "revoked":
         assert await stores.clients.revoke(original.client_id, T0)
-        original = await stores.clients.get(original.client_id)  # type: ignore[assignment]
+        revoked = await stores.clients.get(original.client_id)
+        assert revoked is not None
+        original = revoked
     if clash == "reference_id":
         contender = make_client(reference_id=original.reference_id)
     else:
