@@ -156,6 +156,20 @@ class SqlUnitOfWork:
             raise Conflict("a write of this unit conflicts with a row already stored") from exc
 
 
+async def _insert_new(
+    db: Source, statement: Executable, values: dict[str, Any], taken: str
+) -> None:
+    """Defer ``statement``, an insert of a row whose keys must all be new; :class:`Conflict`
+    with ``taken`` if one is not. Where the insert goes with the commit (PostgreSQL) inside a
+    unit of work, the clash surfaces at the unit's commit, and :class:`SqlUnitOfWork` raises
+    the :class:`Conflict` then."""
+    try:
+        async with db.write() as conn:
+            conn.defer(statement, values)
+    except IntegrityError as exc:
+        raise Conflict(taken) from exc
+
+
 class SqlClientStore:
     def __init__(self, db: Source) -> None:
         self._db = db
@@ -170,11 +184,9 @@ class SqlClientStore:
             return (await conn.execute(self._create, client_values(client))).rowcount == 1
 
     async def add(self, client: Client) -> None:
-        try:
-            async with self._db.write() as conn:
-                conn.defer(_ADD_CLIENT, client_values(client))
-        except IntegrityError as exc:
-            raise Conflict("client id or reference id already used") from exc
+        await _insert_new(
+            self._db, _ADD_CLIENT, client_values(client), "client id or reference id already used"
+        )
 
     async def get(self, client_id: ClientId) -> Client | None:
         if self._lookups is not None:
@@ -366,12 +378,10 @@ class SqlChallengeStore:
     async def issue(self, challenge: Challenge) -> None:
         if challenge.consumed_at is not None:
             raise ValueError("an issued challenge must be unconsumed")
-        try:
-            async with self._db.write() as conn:
-                conn.defer(self._issue, challenge_values(challenge))
-        except IntegrityError as exc:
-            # The upsert absorbs the live-challenge index; only the primary key is left.
-            raise Conflict("challenge id already issued") from exc
+        # The upsert absorbs the live-challenge index; only the primary key is left to clash.
+        await _insert_new(
+            self._db, self._issue, challenge_values(challenge), "challenge id already issued"
+        )
 
     async def consume(
         self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
