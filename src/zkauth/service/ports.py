@@ -45,7 +45,8 @@ class ClientStore(Protocol):
         """Insert ``client`` in a unit of work; :class:`~zkauth.errors.Conflict` if its id (or
         reference id) was ever used, in any status. Like :meth:`ChallengeStore.issue`, a store
         may send the insert with the unit's commit (PostgreSQL) and raise only then: the whole
-        unit rolls back either way. Cheaper than :meth:`create` where its outcome is expected."""
+        unit rolls back either way. Where the insert is expected to succeed (the identifier was
+        read free), it costs less than :meth:`create`, whose answer must come back at once."""
         ...
 
     async def get(self, client_id: ClientId) -> Client | None: ...
