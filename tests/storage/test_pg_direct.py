@@ -19,6 +19,7 @@ from zkauth.crypto import Credential, PossessionStatement, prove
 from zkauth.errors import Conflict, Refused, ServiceUnavailable
 from zkauth.protocol import LOGIN_TAG_TEXT
 from zkauth.service.audit import Auditor
+from zkauth.service.audit_chain import verify_chain
 from zkauth.service.clock import FixedClock
 from zkauth.service.decoy import ensure_decoy
 from zkauth.service.enrollment import Enrollment
@@ -402,5 +403,31 @@ async def test_an_enrollment_is_its_lookup_and_one_statement(empty_postgres_url:
             assert sent == ["SELECT", "INSERT"]
         events = [(e.event.outcome, e.event.reason) for e in await stores.audit.entries(10)]
         assert events == [(Outcome.SUCCESS, None), (Outcome.FAILURE, "identifier_taken")]
+    finally:
+        await stores.close()
+
+
+async def test_a_sealing_round_reads_the_pending_events_and_the_chain_tail_at_once(
+    empty_postgres_url: str,
+) -> None:
+    """A sealing round takes the chain's lock, then reads the pending events with the chain's
+    last entry in one statement, chains them after it, and drops them from the pending table:
+    BEGIN, the lock, one read, the entries, the delete, COMMIT. Round after round, the chain
+    links up."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    try:
+        for round_ in range(3):
+            events = [make_event(2 * round_), make_event(2 * round_ + 1)]
+            await stores.audit.append_all(events)
+            with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+                assert await stores.audit.seal() == 2
+            assert sent == ["BEGIN", "SELECT", "SELECT", "INSERT", "DELETE", "COMMIT"]
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            assert await stores.audit.seal() == 0  # nothing pending: the lock and the read
+        assert sent == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+        entries = await stores.audit.entries(10)
+        assert [e.event for e in entries] == [make_event(n) for n in range(6)]
+        report = verify_chain(entries)
+        assert (report.ok, report.checked, report.head_seq) == (True, 6, 6)
     finally:
         await stores.close()

@@ -63,7 +63,12 @@ _INSERT_PENDING: Final = insert(audit_pending).values(
 #: Events sealed per transaction.
 SEAL_BATCH: Final = 1000
 _ALL_PENDING: Final = select(audit_pending).order_by(audit_pending.c.id)
-_OLDEST_PENDING: Final = _ALL_PENDING.limit(SEAL_BATCH)
+#: The oldest pending events, each row with the chain's last entry (seq and hash, both NULL on
+#: an empty chain): what a sealing round reads, in one statement.
+_OLDEST_PENDING: Final = _ALL_PENDING.add_columns(
+    _LAST_ENTRY.with_only_columns(audit_entries.c.seq).scalar_subquery().label("last_seq"),
+    _LAST_ENTRY.with_only_columns(audit_entries.c.hash).scalar_subquery().label("last_hash"),
+).limit(SEAL_BATCH)
 #: Drops the events just sealed from the pending table. PostgreSQL's ids come from a sequence,
 #: so a row with a smaller id than the last one read may commit later: the ids go one by one.
 #: SQLite's writers take turns (``BEGIN IMMEDIATE``), so the events read, oldest first, are every
@@ -79,11 +84,16 @@ _LAST_CHECKPOINT: Final = (
 )
 
 
+def _tail(seq: int | None, hash_: bytes | None) -> tuple[int, bytes]:
+    """The chain's last entry as ``(seq, hash)``: the genesis when there is none."""
+    return (0, GENESIS_HASH) if seq is None or hash_ is None else (seq, bytes(hash_))
+
+
 class SqlAuditLog:
     #: The statements of every request and every seal (see ``prepared.py``).
-    HOT_STATEMENTS: Final = (_INSERT_PENDING, _LAST_ENTRY, _INSERT_ENTRY, _OLDEST_PENDING)
+    HOT_STATEMENTS: Final = (_INSERT_PENDING, _INSERT_ENTRY, _OLDEST_PENDING)
     #: ... and on PostgreSQL also these.
-    HOT_POSTGRESQL: Final = (_ADVISORY_LOCK, _ALL_PENDING, _DELETE_SEALED["postgresql"])
+    HOT_POSTGRESQL: Final = (_ADVISORY_LOCK, _DELETE_SEALED["postgresql"])
     #: ... and on SQLite this one.
     HOT_SQLITE: Final = (_DELETE_SEALED["sqlite"],)
 
@@ -109,7 +119,9 @@ class SqlAuditLog:
         async with self._db.write() as conn, self._lock:
             await self._lock_chain(conn)
             pending = [(row.id, event_from_row(row)) for row in await conn.execute(_ALL_PENDING)]
-            entries = await self._seal_on(conn, [*pending, (None, event)])
+            last = (await conn.execute(_LAST_ENTRY)).one_or_none()
+            tail = _tail(None, None) if last is None else _tail(last.seq, last.hash)
+            entries = await self._seal_on(conn, [*pending, (None, event)], tail)
         return entries[-1]
 
     async def append_all(self, events: Sequence[AuditEvent]) -> None:
@@ -129,19 +141,22 @@ class SqlAuditLog:
         async with self._db.write() as conn, self._lock:
             await self._lock_chain(conn)
             # Read under the lock: another process may have sealed these meanwhile.
-            rows = await conn.execute(_OLDEST_PENDING)
-            pending = [(row.id, event_from_row(row)) for row in rows]
-            if pending:
-                await self._seal_on(conn, pending)
-        return len(pending)
+            rows = list(await conn.execute(_OLDEST_PENDING))
+            if rows:
+                tail = _tail(rows[0].last_seq, rows[0].last_hash)
+                await self._seal_on(conn, [(row.id, event_from_row(row)) for row in rows], tail)
+        return len(rows)
 
     async def _seal_on(
-        self, conn: Executor, pending: Sequence[tuple[int | None, AuditEvent]]
+        self,
+        conn: Executor,
+        pending: Sequence[tuple[int | None, AuditEvent]],
+        tail: tuple[int, bytes],
     ) -> list[AuditEntry]:
-        """Chain ``pending`` after the last entry, and drop the ones with an id from the pending
-        table. The caller holds the chain lock, in ``conn``'s transaction."""
-        last = (await conn.execute(_LAST_ENTRY)).one_or_none()
-        prev_seq, prev_hash = (0, GENESIS_HASH) if last is None else (last.seq, bytes(last.hash))
+        """Chain ``pending`` after ``tail`` (:func:`_tail`, read in this transaction), and drop
+        the ones with an id from the pending table. The caller holds the chain lock, in
+        ``conn``'s transaction."""
+        prev_seq, prev_hash = tail
         entries: list[AuditEntry] = []
         for _, event in pending:
             entry = chain_entry(event, prev_seq=prev_seq, prev_hash=prev_hash)
