@@ -8,10 +8,12 @@ BEGIN and COMMIT included), Redis commands, and hops to the thread pool for a sy
 dependency. The methods are wrapped to count their calls, then restored; a row is left out when
 nothing was counted (or the wrapped method does not exist in the installed version). Each
 request must succeed. The third of three rounds is kept (caches and pools warm). Each request
-waits first for the background work of the one before (the audit sealer runs about 50 ms after a
-commit), so what is counted is the request's own. Redis commands sent alone and pipelines
-(each one round trip) are counted apart. Client lookups of concurrent requests share
-a statement on PostgreSQL; here, one request at a time, each is its own.
+waits first for the background work of the one before (the audit sealer runs 50 ms after a
+commit on SQLite, 250 ms on PostgreSQL), so what is counted is the request's own; the anomaly
+monitor's calls for the request's audit events, made in its background task, are waited for and
+counted with it. Redis commands sent alone and pipelines (each one round trip) are counted
+apart. Client lookups of concurrent requests share a statement on PostgreSQL; here, one request
+at a time, each is its own.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any, Final
 from rich.console import Console
 from rich.table import Table
 
+from zkauth.service.sealing import SERVER_DELAY
+
 CENSUS_REQUESTS: Final = ("enroll", "challenge", "verify", "resource")
 SQL_STATEMENTS: Final = "SQL statements, of which:"
 POSTGRESQL_ROUND_TRIPS: Final = "PostgreSQL round trips (BEGIN and COMMIT included)"
 #: Wait before each request, for the previous one's background work (the audit sealer's round
-#: comes about 50 ms after a commit).
-SETTLE_SECONDS: Final = 0.2
+#: comes ``SERVER_DELAY`` after a commit on PostgreSQL, less on SQLite).
+SETTLE_SECONDS: Final = SERVER_DELAY + 0.15
 
 
 class _Counting:
@@ -159,10 +163,11 @@ async def _census_requests(settings: Any) -> dict[str, Counter[str]]:
 
             async def counted(name: str, call: Any) -> Any:
                 # Background work settles first: the monitor, and the audit sealer, which runs
-                # about 50 ms after the previous request's commit.
+                # soon after the previous request's commit.
                 await asyncio.sleep(SETTLE_SECONDS)
                 counting.counts.clear()
                 response: httpx.Response = await call
+                await container.monitor.drain()  # the monitor's calls for its events
                 found[name] = Counter(counting.counts)
                 if not response.is_success:  # a refusal costs something else: not a census
                     raise RuntimeError(f"{name} answered {response.status_code}: {response.text}")

@@ -34,9 +34,9 @@ from zkauth.service.lifecycle import Lifecycle
 from zkauth.service.monitoring import Monitor
 from zkauth.service.policy import Policy
 from zkauth.service.ports import AdminTokenStore, Clock, Counters, Stores
-from zkauth.service.sealing import Sealer
+from zkauth.service.sealing import DELAY, SERVER_DELAY, Sealer
 from zkauth.service.verification import Verification
-from zkauth.storage import PoolLimits, open_stores
+from zkauth.storage import PoolLimits, on_database_server, open_stores
 from zkauth.tokens import TokenIssuer, TokenVerifier, jwks, load_or_create_signing_key
 
 
@@ -162,7 +162,8 @@ async def build(
         raise
     limiter, counters, close_shared = await _shared_state(settings)
     metrics = metrics or Metrics()
-    sealer = Sealer(stores.audit)
+    on_server = on_database_server(settings.resolved_database_url)
+    sealer = Sealer(stores.audit, delay=SERVER_DELAY if on_server else DELAY)
     auditor = Auditor(
         stores.transaction, clock, [sealer.observe, metrics.observe, EventLog().observe]
     )

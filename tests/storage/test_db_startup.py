@@ -20,6 +20,7 @@ from zkauth.cli import app
 from zkauth.config import Settings, load_settings
 from zkauth.errors import ConfigurationError
 from zkauth.service.ports import Stores
+from zkauth.service.sealing import DELAY, SERVER_DELAY
 from zkauth.storage import PoolLimits, open_memory_stores
 from zkauth.storage.migrate import HEAD_REVISION, current_revision, upgrade
 
@@ -219,3 +220,23 @@ def test_database_settings_come_from_the_environment_and_are_checked() -> None:
 
     with pytest.raises(ConfigurationError, match="db_pool_size"):
         load_settings(db_pool_size=0)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "delay"),
+    [(None, DELAY), ("memory://", DELAY), ("postgresql://zk@db/zkauth", SERVER_DELAY)],
+)
+async def test_build_paces_the_sealer_by_the_kind_of_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None, delay: float
+) -> None:
+    """Short rounds on an embedded store (each holds the event loop), fewer and larger ones on a
+    database server (each costs its round trips whatever its size)."""
+
+    async def open_stores(url: str, **options: Any) -> Stores:
+        return open_memory_stores()
+
+    monkeypatch.setattr("zkauth.bootstrap.open_stores", open_stores)
+    container = await build(Settings(data_dir=tmp_path, database_url=database_url))
+    await container.close()
+
+    assert container.sealer.delay == delay

@@ -4,7 +4,8 @@ A request's unit of work only records its events (``AuditLog.append_all``); chai
 the chain's lock, which concurrent requests would otherwise queue on. The sealer listens to the
 auditor: a commit that recorded events wakes it, it lets ``delay`` seconds of further commits
 gather, and seals them all in one batched transaction, so the chain trails the commits by about
-``delay`` and sealing costs a few transactions a second whatever the request rate. It also
+``delay`` (:data:`DELAY`, or :data:`SERVER_DELAY` on a database server) and sealing costs a few
+transactions a second whatever the request rate. It also
 wakes every ``every`` seconds, to seal what a process killed before its sealer ran left behind
 (any process's sealer chains any process's events, each exactly once). Readers of the trail do
 not depend on it: they seal before reading.
@@ -24,7 +25,13 @@ from zkauth.service.ports import AuditLog
 #: Seconds between two rounds when nothing wakes the sealer.
 EVERY: Final = 1.0
 #: Seconds from the first commit that wakes the sealer to the sealing of everything since.
+#: Short for an embedded store (SQLite), where a round holds the event loop as long as its
+#: events take to chain, so small rounds keep the other requests' latency low.
 DELAY: Final = 0.05
+#: The same for a database server (PostgreSQL), where a round costs its round trips (BEGIN, the
+#: chain's lock, the read, the entries, the delete, COMMIT) whatever its size, on both sides,
+#: and every worker's sealer runs its own: fewer, larger rounds.
+SERVER_DELAY: Final = 0.25
 
 
 class Sealer:
@@ -38,6 +45,11 @@ class Sealer:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._logger = structlog.get_logger("zkauth.sealing")
+
+    @property
+    def delay(self) -> float:
+        """Seconds from a waking commit to the round that seals it."""
+        return self._delay
 
     async def observe(self, event: AuditEvent) -> None:
         """An auditor listener: an event was committed, so there is something to seal."""
