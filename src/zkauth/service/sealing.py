@@ -5,10 +5,10 @@ the chain's lock, which concurrent requests would otherwise queue on. The sealer
 auditor: a commit that recorded events wakes it, it lets ``delay`` seconds of further commits
 gather, and seals them all in one batched transaction, so the chain trails the commits by about
 ``delay`` (:data:`DELAY`, or :data:`SERVER_DELAY` on a database server) and sealing costs a few
-transactions a second whatever the request rate. It also
-wakes every ``every`` seconds, to seal what a process killed before its sealer ran left behind
-(any process's sealer chains any process's events, each exactly once). Readers of the trail do
-not depend on it: they seal before reading.
+transactions a second whatever the request rate. It also wakes every ``every`` seconds, to seal
+what a process killed before its sealer ran left behind (any process's sealer chains any
+process's events, each exactly once). Readers of the trail do not depend on it: they seal
+before reading.
 """
 
 from __future__ import annotations
