@@ -7,6 +7,9 @@ in a separate process (:mod:`bench.load`): peak flows per second in closed loop 
 concurrency levels, p50 / p99 latency in open loop at half that peak, memory over a 60 s run,
 and each flow as a fraction of the ceiling. Last, the issue's targets with PASS / FAIL.
 
+``--backends`` also takes ``memory``: zkauth on its in-memory stores with one worker, nothing
+durable, so not a deployment and in no target, but a bound: how fast it is with no database.
+
 ``--quick`` is a smoke run of about 40 s (two concurrency levels, sub-second phases): its
 numbers are rough. ``--chart`` draws throughput against concurrency; ``--json`` keeps the run.
 See docs/performance.md.
@@ -34,7 +37,7 @@ from bench.load.driver import run_load
 from bench.load.plan import FLOWS, ZKAUTH_FLOWS, Plan
 from bench.report import render
 from bench.server import ServerProcess
-from bench.targets import FULL_FLOW, POSTGRES, SQLITE, Backend, Run, evaluate
+from bench.targets import FULL_FLOW, MEMORY, POSTGRES, SQLITE, Backend, Run, evaluate
 
 Progress = Callable[[str], None]
 
@@ -100,7 +103,17 @@ def _prefixed(say: Progress, prefix: str) -> Progress:
 
 
 def _deployment(key: str, tmp: Path) -> AbstractContextManager[ServerProcess]:
-    return backends.sqlite(tmp, workers=1) if key == SQLITE else backends.postgres_redis(tmp)
+    if key == SQLITE:
+        return backends.sqlite(tmp, workers=1)
+    return backends.in_memory(tmp) if key == MEMORY else backends.postgres_redis(tmp)
+
+
+def _soak_seconds(budget: Budget, key: str) -> float:
+    """How long challenge → verify runs in open loop: the soak on SQLite, the p99 target's
+    phase on PostgreSQL + Redis, an ordinary phase on the in-memory stores (no target)."""
+    if key == SQLITE:
+        return budget.soak_seconds
+    return budget.target_open_seconds if key == POSTGRES else budget.open_seconds
 
 
 def run(
@@ -132,7 +145,7 @@ def run(
         lap("ceiling")
         for key in deployments:
             say(f"{key}: starting")
-            soak = budget.soak_seconds if key == SQLITE else budget.target_open_seconds
+            soak = _soak_seconds(budget, key)
             try:
                 with _deployment(key, tmp) as server:
                     plan = _plan(budget, server.url, server.pid, flows,
@@ -173,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the run as JSON")
     parser.add_argument("--backends", default=f"{SQLITE},{POSTGRES}",
-                        type=lambda v: _names(v, (SQLITE, POSTGRES)),
-                        help="which deployments (default: sqlite,postgres)")  # fmt: skip
+                        type=lambda v: _names(v, (SQLITE, POSTGRES, MEMORY)),
+                        help="which deployments (default: sqlite,postgres; memory: the "
+                             "in-memory stores, a bound in no target)")  # fmt: skip
     zkauth_flows = [f for f in FLOWS if f != "ceiling"]
     parser.add_argument(
         "--flows",

@@ -136,6 +136,17 @@ def sqlite(tmp: Path, workers: int = 1) -> Iterator[ServerProcess]:
 
 
 @contextmanager
+def in_memory(tmp: Path) -> Iterator[ServerProcess]:
+    """One worker on the in-memory stores (``memory://``): what a request costs with no
+    database at all. Its audit chain, challenges and clients stay in the process."""
+    root = tmp / "memory"
+    root.mkdir(parents=True, exist_ok=True)
+    with server_process(root / "data", "--workers", "1", "--database-url", "memory://",
+                        env=GENEROUS_LIMITS, log=root / "server.log") as server:  # fmt: skip
+        yield server
+
+
+@contextmanager
 def postgres_redis(tmp: Path, workers: int = 2) -> Iterator[ServerProcess]:
     root = tmp / "postgres"
     root.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """Where a request's time goes: py-spy on a loaded ``zkauth serve``, stacks grouped by cost.
 
 ``python -m bench.profile`` starts a server with one worker (SQLite by default; ``--backend
-postgres`` for PostgreSQL + Redis), drives one flow (``--flow``, default ``verify``) with
-the load generator in closed loop, and once the timed phase has started (set-up done) samples
-the server with ``py-spy record --gil`` (``pip install py-spy``): only the thread holding the GIL
-is sampled, which is what bounds a single worker's throughput; waits (the event loop idle,
-threads blocked on queues) and C code that releases the GIL (SQLite's own work inside
-``sqlite3_step``) are not in it.
+postgres`` for PostgreSQL + Redis, ``--backend memory`` for the in-memory stores), drives one
+flow (``--flow``, default ``verify``) with the load generator in closed loop, and once the timed
+phase has started (set-up done) samples the server with ``py-spy record --gil`` (``pip install
+py-spy``): only the thread holding the GIL is sampled, which is what bounds a single worker's
+throughput; waits (the event loop idle, threads blocked on queues) and C code that releases the
+GIL (SQLite's own work inside ``sqlite3_step``) are not in it.
 
 Each sample goes to the first category below whose frames it contains (so the shares add up to
 100%); what none of them claims goes by its innermost frame's package. Combined with the sample
@@ -201,9 +201,9 @@ def _backend(tmp: Path, backend: str) -> Iterator[ServerProcess]:
                             log=tmp / "server.log") as server:  # fmt: skip
             yield server
         return
-    from bench.backends import postgres_redis
+    from bench.backends import in_memory, postgres_redis
 
-    with postgres_redis(tmp, workers=1) as server:
+    with in_memory(tmp) if backend == "memory" else postgres_redis(tmp, workers=1) as server:
         yield server
 
 
@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
-    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "memory"], default="sqlite")
     parser.add_argument(
         "--native",
         action="store_true",
@@ -320,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     if args.census:
+        if args.backend == "memory":
+            parser.error("--census counts database and Redis calls: --backend sqlite or postgres")
         render_census(args.backend, census(args.backend), console)
         return 0
     with console.status("profiling") as status:

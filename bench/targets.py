@@ -32,9 +32,13 @@ Row = tuple[str, float, float]
 
 SQLITE: Final = "sqlite"
 POSTGRES: Final = "postgres"
+#: Not a deployment (nothing survives the process), and in no target: how fast zkauth is with
+#: no database at all, measured only when asked for (``--backends sqlite,memory``).
+MEMORY: Final = "memory"
 BACKEND_TITLES: Final = {
     SQLITE: "SQLite, 1 worker",
     POSTGRES: "PostgreSQL + Redis, 2 workers",
+    MEMORY: "in-memory stores, 1 worker (nothing durable: a bound, not a deployment)",
 }
 #: The flow the issue's targets talk about ("challenge → verify") and the verify-only one.
 FULL_FLOW: Final = "challenge-verify"

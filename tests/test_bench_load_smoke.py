@@ -30,7 +30,16 @@ from bench.load.results import Closed, FlowReport, LoadReport, Memory, Open, Usa
 from bench.load.session import Session
 from bench.markdown import markdown
 from bench.report import render
-from bench.targets import FULL_FLOW, POSTGRES, SQLITE, VERIFY_FLOW, Backend, Run, evaluate
+from bench.targets import (
+    FULL_FLOW,
+    MEMORY,
+    POSTGRES,
+    SQLITE,
+    VERIFY_FLOW,
+    Backend,
+    Run,
+    evaluate,
+)
 from rich.console import Console
 
 # -- a tiny server and a scripted flow -----------------------------------------------------------
@@ -471,22 +480,26 @@ TINY_BUDGET = Budget(
 )
 
 
-def test_end_to_end_on_sqlite() -> None:
-    result = run(budget=TINY_BUDGET, quick=True, flows=(FULL_FLOW,), deployments=(SQLITE,))
+def test_end_to_end_on_sqlite_and_the_in_memory_stores() -> None:
+    result = run(budget=TINY_BUDGET, quick=True, flows=(FULL_FLOW,), deployments=(SQLITE, MEMORY))
     ceiling = result.ceiling_flow
     assert [c.concurrency for c in ceiling.closed] == [1, 2]
     assert ceiling.errors == 0 and result.ceiling_rate > 0
-    (backend,) = result.backends
-    assert backend.report is not None
-    (flow,) = backend.report.flows
-    assert flow.flow == FULL_FLOW and flow.requests == 2
-    assert [c.concurrency for c in flow.closed] == [1, 2]
-    # Failed flows are reported, never hidden: the server must accept every flow here.
-    kinds = [c.error_kinds for c in flow.closed] + [flow.open.error_kinds if flow.open else {}]
-    assert flow.errors == 0, kinds
-    assert all(c.flows > 0 and c.usage.server > 0 for c in flow.closed)
-    assert flow.open is not None and flow.open.flows > 0
-    assert flow.open.offered_rate == pytest.approx(0.5 * flow.peak.rate, abs=0.1)
-    assert flow.open.memory is not None and flow.open.memory.start_kib > 0
+    assert [b.key for b in result.backends] == [SQLITE, MEMORY]
+    for backend in result.backends:
+        assert backend.report is not None, backend.skipped
+        (flow,) = backend.report.flows
+        assert flow.flow == FULL_FLOW and flow.requests == 2
+        assert [c.concurrency for c in flow.closed] == [1, 2]
+        # Failed flows are reported, never hidden: the server must accept every flow here.
+        kinds = [c.error_kinds for c in flow.closed] + [flow.open.error_kinds if flow.open else {}]
+        assert flow.errors == 0, (backend.key, kinds)
+        assert all(c.flows > 0 and c.usage.server > 0 for c in flow.closed)
+        assert flow.open is not None and flow.open.flows > 0
+        assert flow.open.offered_rate == pytest.approx(0.5 * flow.peak.rate, abs=0.1)
+        assert flow.open.memory is not None and flow.open.memory.start_kib > 0
     assert {t.verdict for t in result.targets} <= {"PASS", "FAIL", "SKIP"}
     assert replace(result, targets=evaluate(result)) == result
+    # The in-memory stores are a bound, in no target: without them the targets are the same.
+    sqlite_only = replace(result, backends=[b for b in result.backends if b.key == SQLITE])
+    assert evaluate(sqlite_only) == result.targets

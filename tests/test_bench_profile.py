@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from bench.load.results import Closed, Usage
-from bench.profile import summarise
+from bench.profile import main, summarise
 
 _LOAD = Closed(4, 1000, 1.0, 1000.0, 1.0, 2.0, 0, {}, Usage(1.0, 0.0, 0.2), False)
 _MAIN = "thread (1): MainThread"
@@ -47,3 +48,11 @@ def test_gil_profile_keeps_every_sample_and_has_no_native_categories() -> None:
     # Without --native, the C frames fall to the Python caller's category.
     assert categories["store calls: SQLAlchemy Core + DB driver (event loop side)"] == 50
     assert "SQLite's own work (C library, file I/O)" not in categories
+
+
+def test_census_refuses_the_in_memory_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    # They make no database or Redis call to count: a clear refusal, not a table of zeros.
+    with pytest.raises(SystemExit) as exited:
+        main(["--census", "--backend", "memory"])
+    assert exited.value.code == 2
+    assert "--census counts database and Redis calls" in capsys.readouterr().err
