@@ -1,4 +1,4 @@
-"""The shared-counters contract (``zkauth.ratelimit.ports.Counters``), on memory and Redis, on
+"""The shared-counters contract (``zkauth.service.ports.Counters``), on memory and Redis, on
 the caller's clock."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared counters for lockout and anomaly detection, in memory and in Redis.
 
-Both implement :class:`zkauth.ratelimit.ports.Counters`: ``incr_window`` counts events in a
+Both implement :class:`zkauth.service.ports.Counters`: ``incr_window`` counts events in a
 fixed window (cheap enough to count every request) and ``window_count`` reads the current or
 previous window (for baselines); ``add_distinct`` counts distinct members in a sliding window
 (exact, for thresholds such as "50 distinct clients failing in 60 s" that an attacker must not

@@ -1,8 +1,9 @@
 """What the server needs from a rate limiter and from shared counters, as two small Protocols.
 
-The adapters (``memory``: one process, the embedded default; ``redis``: shared by every worker
-and host) satisfy them structurally. The contract suite in ``tests/ratelimit`` holds each
-adapter to the docs here.
+The rate limiter's is here; the counters' is the anomaly monitor's port,
+:class:`zkauth.service.ports.Counters`, re-exported. The adapters (``memory``: one process, the
+embedded default; ``redis``: shared by every worker and host) satisfy them structurally. The
+contract suite in ``tests/ratelimit`` holds each adapter to the docs here.
 
 Time. Every method takes ``now`` (seconds since the epoch, as ``time.time()``) so that the
 in-memory adapters are exact under test. The Redis *rate limiter* by default ignores it and reads
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zkauth.errors import ConfigurationError
+from zkauth.service.ports import Counters
+
+__all__ = ["Counters", "Decision", "RateLimiter", "Rule"]
 
 #: GCRA state is kept in whole microseconds: integer arithmetic is exact in Python and in Redis'
 #: Lua (doubles hold integers up to 2^53, i.e. epoch microseconds for another 250 years), so
@@ -141,43 +145,5 @@ class RateLimiter(Protocol):
         touched. Atomic as a whole, on one clock reading, and in one round trip for a shared
         adapter (a request checks several keys). Raises
         :class:`~zkauth.errors.ServiceUnavailable` when it cannot decide.
-        """
-        ...
-
-
-class Counters(Protocol):
-    """Shared event counters for lockout and anomaly detection (DESIGN.md "Security
-    behaviour": ≥ 50 failures across ≥ 50 clients in 60 s, ≥ 10 lockouts in 5 min, volume
-    against the hourly baseline). Every method raises
-    :class:`~zkauth.errors.ServiceUnavailable` when it cannot count: a detector that silently
-    stops counting would let an attack through unnoticed.
-    """
-
-    async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
-        """Count ``amount`` events (at least 1; a caller with a batch of events counts them in
-        one call) and return the count in the current **fixed** window.
-
-        Windows are aligned to the epoch (``floor(now / window_seconds)``): O(1) and tiny
-        storage even for counting every request, which the volume baseline does. The price is
-        that a burst straddling a window edge is split between two windows; thresholds that must
-        not be dodged that way should use :meth:`add_distinct`, which slides.
-        """
-        ...
-
-    async def window_count(self, key: str, window_seconds: int, now: float) -> int:
-        """The count of the fixed window containing ``now``, without counting anything.
-
-        Readable for the latest window counted and the one before it (``now - window_seconds``:
-        the baseline the volume alert compares with); older windows read 0.
-        """
-        ...
-
-    async def add_distinct(self, key: str, member: str, window_seconds: int, now: float) -> int:
-        """Record ``member`` and return how many distinct members were seen in the **sliding**
-        window ``(now - window_seconds, now]``.
-
-        Exact up to the adapter's ``max_members`` (default 10 000), beyond which new members are
-        no longer stored and the count saturates there: thresholds (50) sit far below, and a
-        flood of random members cannot grow memory without bound.
         """
         ...

@@ -173,23 +173,40 @@ class AdminTokenStore(Protocol):
 
 
 class Counters(Protocol):
-    """Event counters shared by every server process (anomaly detection, DESIGN.md "Security
-    behaviour"). Event counts use fixed windows (``floor(now / window_seconds)``); distinct
-    members use a sliding window. Adapters that cannot count raise
-    :class:`~zkauth.errors.ServiceUnavailable`: monitoring fails closed."""
+    """Shared event counters for lockout and anomaly detection (DESIGN.md "Security
+    behaviour": ≥ 50 failures across ≥ 50 clients in 60 s, ≥ 10 lockouts in 5 min, volume
+    against the hourly baseline). Every method raises
+    :class:`~zkauth.errors.ServiceUnavailable` when it cannot count: a detector that silently
+    stops counting would let an attack through unnoticed.
+    """
 
     async def incr_window(self, key: str, window_seconds: int, now: float, amount: int = 1) -> int:
-        """Count ``amount`` events (at least 1) in the current window of ``key``; return the
-        window's count."""
-        ...
+        """Count ``amount`` events (at least 1; a caller with a batch of events counts them in
+        one call) and return the count in the current **fixed** window.
 
-    async def add_distinct(self, key: str, member: str, window_seconds: int, now: float) -> int:
-        """Add ``member`` to ``key``'s set; return how many distinct were seen in the last
-        ``window_seconds``."""
+        Windows are aligned to the epoch (``floor(now / window_seconds)``): O(1) and tiny
+        storage even for counting every request, which the volume baseline does. The price is
+        that a burst straddling a window edge is split between two windows; thresholds that must
+        not be dodged that way should use :meth:`add_distinct`, which slides.
+        """
         ...
 
     async def window_count(self, key: str, window_seconds: int, now: float) -> int:
-        """The count of the window that contains ``now``, without counting anything."""
+        """The count of the fixed window containing ``now``, without counting anything.
+
+        Readable for the latest window counted and the one before it (``now - window_seconds``:
+        the baseline the volume alert compares with); older windows read 0.
+        """
+        ...
+
+    async def add_distinct(self, key: str, member: str, window_seconds: int, now: float) -> int:
+        """Record ``member`` and return how many distinct members were seen in the **sliding**
+        window ``(now - window_seconds, now]``.
+
+        Exact up to the adapter's ``max_members`` (default 10 000), beyond which new members are
+        no longer stored and the count saturates there: thresholds (50) sit far below, and a
+        flood of random members cannot grow memory without bound.
+        """
         ...
 
 
