@@ -64,6 +64,10 @@ def _leaf(*needles: str) -> Callable[[str, Frames], bool]:
     return lambda _thread, frames: bool(frames) and all(n in frames[-1] for n in needles)
 
 
+#: The stores' share (SQL on the loop's side, or the in-memory stores' own Python).
+STORE_CALLS: Final = (
+    "store calls: SQLAlchemy Core + DB driver, or the in-memory stores (event loop side)"
+)
 #: Exclusive categories, first match wins (the order matters: listeners of the audit trail are
 #: logging and metrics, the audit append runs its own transaction, and so on).
 RULES: Final[list[Rule]] = [
@@ -88,7 +92,7 @@ RULES: Final[list[Rule]] = [
     # the monitor's counter calls land here too once they have left its frames.
     ("rate limiting, and every Redis script call",
      _any("zkauth/ratelimit/", "zkauth/server/guard.py", "redis/")),
-    ("store calls: SQLAlchemy Core + DB driver (event loop side)",
+    (STORE_CALLS,
      _any("zkauth/storage/", "sqlalchemy/", "aiosqlite/", "asyncpg/")),
     ("thread-pool hand-offs (anyio, event loop side)", _any("anyio/")),
     ("strict JSON check of the body (BodyRules)", _any("_json_problem")),

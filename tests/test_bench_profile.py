@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bench.load.results import Closed, Usage
-from bench.profile import main, summarise
+from bench.profile import STORE_CALLS, main, summarise
 
 _LOAD = Closed(4, 1000, 1.0, 1000.0, 1.0, 2.0, 0, {}, Usage(1.0, 0.0, 0.2), False)
 _MAIN = "thread (1): MainThread"
@@ -31,7 +31,7 @@ RAW = "\n".join(
 def test_native_profile_separates_c_work_and_leaves_out_waiting_threads() -> None:
     profile = summarise("verify", _LOAD, RAW, sample_rate=100, seconds=1.0, native=True)
     assert dict(profile.categories) == {
-        "store calls: SQLAlchemy Core + DB driver (event loop side)": 30,
+        STORE_CALLS: 30,
         "SQLite's own work (C library, file I/O)": 20,
         "audit trail (events, pending rows, sealing into the hash chain)": 10,
         "proof verification (zkauth.crypto)": 25,
@@ -46,7 +46,7 @@ def test_gil_profile_keeps_every_sample_and_has_no_native_categories() -> None:
     categories = dict(profile.categories)
     assert profile.samples == 800
     # Without --native, the C frames fall to the Python caller's category.
-    assert categories["store calls: SQLAlchemy Core + DB driver (event loop side)"] == 50
+    assert categories[STORE_CALLS] == 50
     assert "SQLite's own work (C library, file I/O)" not in categories
 
 
