@@ -34,7 +34,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -42,11 +42,12 @@ from typing import Final
 from rich.console import Console
 from rich.table import Table
 
+from bench import backends
 from bench.census import census, render_census
 from bench.load.driver import run_load
 from bench.load.plan import FLOWS, TIMED, Plan
 from bench.load.results import Closed
-from bench.server import GENEROUS_LIMITS, ServerProcess, server_process
+from bench.server import ServerProcess
 
 Frames = list[str]
 Rule = tuple[str, Callable[[str, Frames], bool]]
@@ -198,17 +199,11 @@ def py_spy() -> str:
     return found
 
 
-@contextmanager
-def _backend(tmp: Path, backend: str) -> Iterator[ServerProcess]:
+def _backend(tmp: Path, backend: str) -> AbstractContextManager[ServerProcess]:
+    """The server to profile, with one worker whatever the backend."""
     if backend == "sqlite":
-        with server_process(tmp / "data", "--workers", "1", env=GENEROUS_LIMITS,
-                            log=tmp / "server.log") as server:  # fmt: skip
-            yield server
-        return
-    from bench.backends import in_memory, postgres_redis
-
-    with in_memory(tmp) if backend == "memory" else postgres_redis(tmp, workers=1) as server:
-        yield server
+        return backends.sqlite(tmp, workers=1)
+    return backends.in_memory(tmp) if backend == "memory" else backends.postgres_redis(tmp, 1)
 
 
 def record(
