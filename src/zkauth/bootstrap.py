@@ -191,7 +191,9 @@ async def build(
         clock=clock,
         enrollment=Enrollment(stores.clients, auditor, clock),
         challenges=Challenges(stores.clients, auditor, clock, policy),
-        verification=Verification(stores.clients, issuer, auditor, clock, policy),
+        verification=Verification(
+            stores.clients, stores.challenges, issuer, auditor, clock, policy
+        ),
         lifecycle=Lifecycle(auditor, clock),
         access=Access(stores.clients, verifiers, policy.default_audience, clock),
         credentials=credentials,

@@ -18,7 +18,8 @@ import pytest
 
 from tests.interop.independent_client import IndependentClient
 from tests.red_team.conftest import RedApi, assert_problem, assert_same, b64, channel, served
-from zkauth.crypto import LoginStatement, prove
+from zkauth.crypto import Credential, LoginStatement, prove
+from zkauth.service.models import ClientId
 
 # -- 9. The same proof twice; 20 concurrent submissions --------------------------------------------
 
@@ -51,6 +52,69 @@ async def test_rt09_twenty_concurrent_submissions_of_one_proof_give_exactly_one_
     for response in responses:
         if response is not winners[0]:
             assert_same(response, baseline)
+
+
+async def test_rt09_concurrent_wrong_proofs_on_one_challenge_count_one_attempt(
+    api: RedApi,
+) -> None:
+    """Twenty concurrent wrong proofs on one challenge: one of them takes it and counts (one
+    failure for the owner, one ``proof:`` entry); the other nineteen keep nothing but their own
+    entry, ``challenge_unusable``, and look the same."""
+    baseline = await api.verify_refusal()
+    client_id, _ = await api.fresh()
+    cb = channel()
+    ch = await api.issued(client_id, cb)
+    wrong = api.login_proof(Credential.generate(), client_id, ch, cb)
+    responses = await asyncio.gather(*(api.verify(client_id, ch, wrong, cb) for _ in range(20)))
+    for response in responses:
+        assert_same(response, baseline)
+    stored = await api.container.stores.clients.get(ClientId(client_id))
+    assert stored is not None and stored.failed_attempts == 1
+    reasons = await _verification_reasons(api, client_id)
+    assert len(reasons) == 20
+    assert [r for r in reasons if r != "challenge_unusable"] == ["proof:equation_failed"]
+
+
+async def test_rt09_an_attempt_whose_challenge_is_taken_after_it_was_read_keeps_nothing(
+    api: RedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification reads the challenge, checks the proof against it, then takes it. When
+    another attempt takes it in between (here the owner's own login, complete), the first is
+    refused like any other and keeps nothing but its entry, ``challenge_unusable``, although
+    its proof was valid."""
+    baseline = await api.verify_refusal()
+    client_id, cred = await api.fresh()
+    cb = channel()
+    ch = await api.issued(client_id, cb)
+    proof = api.login_proof(cred, client_id, ch, cb)
+    challenges = api.container.stores.challenges
+    read = challenges.find_live
+    raced: list[Any] = []
+
+    async def then_taken(*args: Any) -> Any:
+        found = await read(*args)
+        if found is not None and not raced:
+            raced.append(found)
+            async with asyncio.timeout(10):  # inside a unit of work, this would wait for it
+                assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
+        return found
+
+    monkeypatch.setattr(challenges, "find_live", then_taken)
+    assert_same(await api.verify(client_id, ch, proof, cb), baseline)
+    assert raced  # the first attempt did read its challenge live
+    assert await _verification_reasons(api, client_id) == [None, "challenge_unusable"]
+    stored = await api.container.stores.clients.get(ClientId(client_id))
+    assert stored is not None and stored.failed_attempts == 0
+
+
+async def _verification_reasons(api: RedApi, client_id: str) -> list[str | None]:
+    """The reasons of ``client_id``'s verification entries, oldest first (``None``: success)."""
+    entries = await api.container.stores.audit.entries(1000)
+    return [
+        e.event.reason
+        for e in entries
+        if e.event.event == "verification" and e.event.client_id == client_id
+    ]
 
 
 def test_rt09_twenty_concurrent_submissions_on_a_real_two_worker_server(tmp_path: Path) -> None:

@@ -8,10 +8,18 @@ from datetime import timedelta
 
 import pytest
 
-from tests.storage.builders import T0, TTL, make_challenge, new_client_id
+from tests.storage.builders import (
+    T0,
+    TTL,
+    make_challenge,
+    make_client,
+    make_event,
+    new_client_id,
+)
 from zkauth.errors import Conflict
+from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.models import ChallengeId
-from zkauth.service.ports import Stores
+from zkauth.service.ports import Stale, Stores
 
 SOON = T0 + timedelta(seconds=10)
 
@@ -179,3 +187,91 @@ async def test_purge_expired_with_a_limit_deletes_the_oldest_first(stores: Store
     assert await stores.challenges.purge_expired(later, limit=2) == 1
     assert await stores.challenges.purge_expired(later, limit=2) == 0
     assert await stores.challenges.consume(kept.challenge_id, kept.client_id, T0) is None
+
+
+# -- find_live and take: read first, consume later, only if still live (verification) ----------
+
+
+async def test_find_live_reads_a_live_challenge_without_taking_it(stores: Stores) -> None:
+    challenge = make_challenge(new_client_id(), channel_binding=secrets.token_bytes(48))
+    await stores.challenges.issue(challenge)
+    ids = (challenge.challenge_id, challenge.client_id)
+
+    assert await stores.challenges.find_live(*ids, SOON) == challenge
+    assert await stores.challenges.find_live(*ids, SOON) == challenge  # still there
+    assert await stores.challenges.find_live(challenge.challenge_id, new_client_id(), SOON) is None
+    assert await stores.challenges.find_live(ChallengeId("nope"), challenge.client_id, SOON) is None
+    assert await stores.challenges.find_live(*ids, challenge.expires_at) is None  # expired
+    assert await stores.challenges.consume(*ids, SOON) is not None
+    assert await stores.challenges.find_live(*ids, SOON) is None  # consumed
+
+
+async def test_take_consumes_what_find_live_read_exactly_once(stores: Stores) -> None:
+    challenge = make_challenge(new_client_id())
+    await stores.challenges.issue(challenge)
+    read = await stores.challenges.find_live(challenge.challenge_id, challenge.client_id, SOON)
+    assert read is not None
+
+    async with stores.transaction() as tx:
+        await tx.challenges.take(read, SOON)
+    assert await stores.challenges.find_live(read.challenge_id, read.client_id, SOON) is None
+    with pytest.raises(Stale):
+        async with stores.transaction() as tx:
+            await tx.challenges.take(read, SOON)
+
+
+@pytest.mark.parametrize("since", ["superseded", "voided", "expired"])
+async def test_take_of_a_challenge_no_longer_live_as_read_is_stale_and_keeps_nothing(
+    stores: Stores, since: str
+) -> None:
+    client = make_client()
+    assert await stores.clients.create(client)
+    read = make_challenge(client.client_id)
+    await stores.challenges.issue(read)
+    at = SOON
+    if since == "superseded":
+        await stores.challenges.issue(make_challenge(client.client_id))
+    elif since == "voided":
+        assert await stores.challenges.void_for_client(client.client_id, SOON) == 1
+    else:
+        at = read.expires_at
+
+    async def attempt() -> None:
+        async with stores.transaction() as tx:
+            await tx.clients.save_lockout_state(client.client_id, 2, None, 0)
+            await tx.audit.append_all([make_event(0)])
+            await tx.challenges.take(read, at)
+
+    with pytest.raises(Stale):
+        await attempt()
+    stored = await stores.clients.get(client.client_id)
+    assert stored is not None and stored.failed_attempts == 0
+    assert list(await stores.audit.entries(10)) == []
+
+
+async def test_of_concurrent_takes_of_one_challenge_exactly_one_succeeds(stores: Stores) -> None:
+    challenge = make_challenge(new_client_id())
+    await stores.challenges.issue(challenge)
+
+    async def take() -> bool:
+        try:
+            async with stores.transaction() as tx:
+                await tx.challenges.take(challenge, SOON)
+        except Stale:
+            return False
+        return True
+
+    assert sorted(await asyncio.gather(*(take() for _ in range(8)))) == [False] * 7 + [True]
+
+
+async def test_take_decoy_consumes_the_decoys_live_challenge_only(stores: Stores) -> None:
+    live = make_challenge(new_client_id())
+    decoys = make_challenge(DECOY_CLIENT_ID)
+    for challenge in (live, decoys):
+        await stores.challenges.issue(challenge)
+    async with stores.transaction() as tx:
+        await tx.challenges.take_decoy(SOON)
+    assert await stores.challenges.find_live(decoys.challenge_id, DECOY_CLIENT_ID, SOON) is None
+    assert await stores.challenges.find_live(live.challenge_id, live.client_id, SOON) == live
+    async with stores.transaction() as tx:  # none left: nothing to take, and no error
+        await tx.challenges.take_decoy(SOON)

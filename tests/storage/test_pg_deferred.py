@@ -1,4 +1,4 @@
-"""Deferred inserts on PostgreSQL: how a transaction's inserts become one statement.
+"""Deferred statements on PostgreSQL: how a transaction's writes become one statement.
 
 Property tests of the SQL assembly (no database needed); the statements it builds run against
 PostgreSQL in ``test_pg_direct.py`` and in the unit-of-work contract suite.
@@ -7,19 +7,24 @@ PostgreSQL in ``test_pg_direct.py`` and in the unit-of-work contract suite.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-from zkauth.storage.pg_direct import combined_sql
+from zkauth.storage import sql
+from zkauth.storage.pg_direct import _in_order, combined_sql
 from zkauth.storage.prepared import Prepared
+from zkauth.storage.schema import audit_pending, challenges, clients
 from zkauth.storage.sql import HOT_POSTGRESQL_STATEMENTS
 
 _DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 _INSERTS = [Prepared(s, _DIALECT).sql for s in HOT_POSTGRESQL_STATEMENTS if s.is_insert]
 _UPDATES = [Prepared(s, _DIALECT).sql for s in HOT_POSTGRESQL_STATEMENTS if s.is_update]
+_GUARDS = [Prepared(sql._TAKE, _DIALECT).sql]
+_DIVIDE = ") SELECT 1 / count(*) FROM g"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -79,3 +84,55 @@ def test_several_rows_of_an_insert_go_in_one_values_list() -> None:
 def test_an_insert_without_a_values_list_cannot_take_several_rows() -> None:
     with pytest.raises(ValueError, match="VALUES"):
         combined_sql([("INSERT INTO t (a) SELECT $1::VARCHAR", 2)])
+
+
+@given(_DEFERRED, st.sampled_from(_GUARDS))
+def test_a_guarded_statement_fails_as_a_whole_when_its_guard_returns_no_row(
+    inserts: list[tuple[str, int]], guard: str
+) -> None:
+    """With a guard, the deferred statements' parameters come first, the guard's follow, and
+    the statement divides by the guard's row count: no row, and it fails (22012), keeping
+    nothing of any of its parts."""
+    sql = combined_sql(inserts, guard=guard)
+    total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
+    assert _placeholders(sql) == [
+        *range(1, total + 1),
+        *(n + total for n in _placeholders(guard)),
+    ]
+    head, _, tail = _PLACEHOLDER.sub("$", sql).rpartition(", g AS (")
+    assert head.startswith("WITH d0 AS (")
+    assert tail == _PLACEHOLDER.sub("$", guard) + _DIVIDE
+
+
+def test_a_guard_alone_is_its_own_with_query() -> None:
+    guard = _GUARDS[0]
+    assert combined_sql([], guard=guard) == "WITH g AS (" + guard + _DIVIDE
+
+
+def test_a_guarded_statement_carries_no_main_statement() -> None:
+    with pytest.raises(ValueError, match="guard"):
+        combined_sql([(_INSERTS[0], 1)], _UPDATES[0], _GUARDS[0])
+
+
+def _item(statement: Any, guard: bool = False) -> tuple[Prepared, list[Any], bool]:
+    return (Prepared(statement, _DIALECT), [], guard)
+
+
+def test_deferred_statements_split_where_one_must_see_anothers_rows() -> None:
+    """Statements go together unless an UPDATE shares a table with another write (it would not
+    see that write's rows in one statement), or a second guard comes: then a new group starts,
+    in order."""
+    event, challenge, client = audit_pending.insert(), challenges.insert(), clients.insert()
+    lockout, take = sql._SAVE_LOCKOUT, sql._TAKE
+    groups = _in_order([_item(event), _item(event), _item(lockout), _item(take, guard=True)])
+    assert [len(group) for group in groups] == [4]
+    groups = _in_order([_item(event), _item(challenge), _item(take, guard=True)])
+    assert [len(group) for group in groups] == [2, 1]
+    groups = _in_order([_item(client), _item(lockout), _item(event)])
+    assert [len(group) for group in groups] == [1, 2]
+    groups = _in_order([_item(lockout), _item(client)])
+    assert [len(group) for group in groups] == [1, 1]
+    groups = _in_order([_item(take, guard=True), _item(take, guard=True)])
+    assert [len(group) for group in groups] == [1, 1]
+    groups = _in_order([_item(take, guard=True), _item(challenge)])
+    assert [len(group) for group in groups] == [1, 1]

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.ratelimit.tcp import Proxy
 from tests.storage.builders import T0, make_challenge, make_client, make_event
-from zkauth.crypto import Credential, PossessionStatement, prove
+from zkauth.crypto import Credential, LoginStatement, PossessionStatement, prove
 from zkauth.errors import Conflict, Refused, ServiceUnavailable
 from zkauth.protocol import LOGIN_TAG_TEXT
 from zkauth.service.audit import Auditor
@@ -25,7 +25,7 @@ from zkauth.service.decoy import ensure_decoy
 from zkauth.service.enrollment import Enrollment
 from zkauth.service.models import ClientId, Outcome
 from zkauth.service.policy import Policy
-from zkauth.service.ports import Stores
+from zkauth.service.ports import Stale, Stores
 from zkauth.service.verification import Verification
 from zkauth.storage import PoolLimits, open_sql_stores
 from zkauth.storage.pg_direct import _Direct
@@ -278,12 +278,17 @@ async def test_a_failed_unit_of_inserts_alone_leaves_nothing(empty_postgres_url:
 
         with pytest.raises(Conflict):
             await doomed()
-        assert list(await stores.audit.entries(10)) == []
-        async with stores.transaction() as tx:  # the connection is clean for the next unit
-            await tx.audit.append_all([make_event(1)])
-        assert [e.event for e in await stores.audit.entries(10)] == [make_event(1)]
+        await _nothing_kept_and_the_connection_clean(stores)
     finally:
         await stores.close()
+
+
+async def _nothing_kept_and_the_connection_clean(stores: Stores) -> None:
+    """No audit event was kept, and the next unit of work on the pool runs as usual."""
+    assert list(await stores.audit.entries(10)) == []
+    async with stores.transaction() as tx:
+        await tx.audit.append_all([make_event(1)])
+    assert [e.event for e in await stores.audit.entries(10)] == [make_event(1)]
 
 
 async def test_deferred_inserts_ride_with_an_update_of_other_tables(
@@ -339,44 +344,106 @@ async def test_a_failed_rider_keeps_nothing(empty_postgres_url: str) -> None:
         await stores.close()
 
 
-async def test_a_login_sends_its_audit_event_with_its_lockout_write(
+async def test_a_verification_is_its_two_reads_and_one_statement(
     empty_postgres_url: str,
 ) -> None:
-    """A verification's unit of work: BEGIN, the consume, the lockout write with the audit
-    event in front of it, COMMIT; the same round trips on every path (a wrong proof counts for
-    the client; an unknown client's consume finds nothing, and its attempt is spent on the
-    decoy, in the consume's statement and in the lockout write's)."""
+    """A verification reads the client and its live challenge, then its unit of work takes the
+    challenge, writes the lockout counters and the audit event in one statement, atomic on its
+    own: no BEGIN, no COMMIT. The same on every path: a login, a wrong proof (counted for the
+    client), an unknown client (no challenge to take: the decoy's rewritten, its counters
+    written)."""
     stores = await open_sql_stores(empty_postgres_url, upgrade=True)
     clock = FixedClock(T0)
     auditor = Auditor(stores.transaction, clock)
     verification = Verification(
-        stores.clients, TokenIssuer([SigningKey.generate()], "test"), auditor, clock, Policy()
-    )
-    client = make_client(commitment=Credential.generate().commitment.encode())
+        stores.clients, stores.challenges, TokenIssuer([SigningKey.generate()], "test"), auditor,
+        clock, Policy(),
+    )  # fmt: skip
+    credential = Credential.generate()
+    client = make_client(commitment=credential.commitment.encode())
     try:
         await ensure_decoy(stores.clients, clock)
         assert await stores.clients.create(client)
-        for client_id in (client.client_id, ClientId("nobody-here")):
+        for client_id, valid in [
+            (client.client_id, False),
+            (ClientId("nobody-here"), False),
+            (client.client_id, True),
+        ]:
             challenge = make_challenge(client_id)
             if client_id == client.client_id:
                 await stores.challenges.issue(challenge)
-            with (
-                pytest.MonkeyPatch.context() as patch,
-                _sent(patch) as sent,
-                pytest.raises(Refused),
-            ):
-                await verification.verify(
-                    client_id, challenge.challenge_id, bytes(96),
-                    challenge.channel_binding, LOGIN_TAG_TEXT,
-                )  # fmt: skip
-            # The lookup, BEGIN, the consume (with the decoy's rewrite as its second query),
-            # the lockout write (with the audit event as its first), COMMIT.
-            assert sent == ["SELECT", "BEGIN", "WITH", "WITH", "COMMIT"]
+            statement = LoginStatement(
+                credential.commitment, client_id, challenge.nonce, challenge.channel_binding
+            )
+            proof = prove(credential, statement) if valid else bytes(96)
+            with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+                try:
+                    await verification.verify(
+                        client_id, challenge.challenge_id, proof, challenge.channel_binding,
+                        LOGIN_TAG_TEXT,
+                    )  # fmt: skip
+                except Refused:
+                    assert not valid
+            # The lookup and the challenge read (at once), then the unit's one statement.
+            assert sent == ["SELECT", "SELECT", "WITH"]
         stored = await stores.clients.get(client.client_id)
-        assert stored is not None and stored.failed_attempts == 1
+        assert stored is not None and stored.failed_attempts == 0  # the login reset it
         events = [(e.event.client_id, e.event.reason) for e in await stores.audit.entries(10)]
-        assert [client_id for client_id, _ in events] == [client.client_id, "nobody-here"]
+        assert [client_id for client_id, _ in events] == [
+            client.client_id, "nobody-here", client.client_id
+        ]  # fmt: skip
         assert str(events[0][1]).startswith("proof:") and events[1][1] == "unknown_client"
+        assert events[2][1] is None
+    finally:
+        await stores.close()
+
+
+async def test_a_guard_that_finds_nothing_keeps_nothing_of_its_statement(
+    empty_postgres_url: str,
+) -> None:
+    """A unit whose challenge was taken since it was read: its one statement fails as a whole,
+    ``Stale`` is raised, and neither its lockout write nor its audit event is kept."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client = make_client()
+    try:
+        assert await stores.clients.create(client)
+        challenge = make_challenge(client.client_id)
+        await stores.challenges.issue(challenge)
+        async with stores.transaction() as tx:  # a concurrent attempt took it first
+            await tx.challenges.take(challenge, T0)
+
+        async def attempt() -> None:
+            async with stores.transaction() as tx:
+                await tx.challenges.take(challenge, T0)
+                await tx.clients.save_lockout_state(client.client_id, 2, None, 0)
+                await tx.audit.append_all([make_event(0)])
+
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            with pytest.raises(Stale):
+                await attempt()
+            assert sent == ["WITH"]
+        stored = await stores.clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 0
+        await _nothing_kept_and_the_connection_clean(stores)
+    finally:
+        await stores.close()
+
+
+async def test_deferred_writes_that_must_see_each_other_go_in_order(
+    empty_postgres_url: str,
+) -> None:
+    """A deferred UPDATE of a table another deferred statement writes would not see its rows
+    in the same statement: they go one after the other, in a transaction."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    client = make_client()
+    try:
+        with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+            async with stores.transaction() as tx:
+                await tx.clients.add(client)
+                await tx.clients.save_lockout_state(client.client_id, 2, None, 1)
+            assert sent == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
+        stored = await stores.clients.get(client.client_id)
+        assert stored is not None and (stored.failed_attempts, stored.lockout_count) == (2, 1)
     finally:
         await stores.close()
 

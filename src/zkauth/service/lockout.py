@@ -9,11 +9,11 @@ unknown one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from zkauth.service.models import Client, ClientStatus
 from zkauth.service.policy import Policy
-from zkauth.service.ports import ClientStore
 
 
 def refusal_for(client: Client | None, now: datetime) -> str | None:
@@ -27,19 +27,30 @@ def refusal_for(client: Client | None, now: datetime) -> str | None:
     return None
 
 
-async def record_failure(
-    clients: ClientStore, client: Client, now: datetime, policy: Policy
-) -> bool:
-    """Count one failed proof; lock the client when it reaches the threshold. True if locked."""
-    failures = await clients.record_failure(client.client_id)
+@dataclass(frozen=True, slots=True)
+class LockoutState:
+    """A client's lockout counters after an attempt (``ClientStore.save_lockout_state``), and
+    whether the attempt locked it."""
+
+    failed_attempts: int
+    locked_until: datetime | None
+    lockout_count: int
+    locks: bool = False
+
+
+def after_attempt(client: Client, succeeded: bool, now: datetime, policy: Policy) -> LockoutState:
+    """The counters after one attempt of ``client`` (as read before it) on its live challenge.
+
+    A failure counts one more (an earlier lockout, over by now, stays as it was); reaching the
+    threshold locks the client. A success resets both counters: always one write, also when
+    there is nothing to reset, since a failed proof costs one write too, and the two must not
+    be told apart by time. Exact because a client's attempts never overlap: one live challenge
+    at a time, the next issued only once the attempt on the one before has committed (or has
+    failed to take its challenge, keeping nothing)."""
+    if succeeded:
+        return LockoutState(0, None, 0)
+    failures = client.failed_attempts + 1
     if failures < policy.lockout_threshold:
-        return False
+        return LockoutState(failures, client.locked_until, client.lockout_count)
     until = now + policy.lockout_duration(client.lockout_count)
-    await clients.save_lockout_state(client.client_id, 0, until, client.lockout_count + 1)
-    return True
-
-
-async def record_success(clients: ClientStore, client: Client) -> None:
-    """Reset the counters after a successful proof. Always one write, also when there is nothing
-    to reset: a failed proof costs one write too, and the two must not be told apart by time."""
-    await clients.save_lockout_state(client.client_id, 0, None, 0)
+    return LockoutState(0, until, client.lockout_count + 1, locks=True)

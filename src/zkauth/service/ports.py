@@ -29,6 +29,12 @@ from zkauth.service.models import (
 )
 
 
+class Stale(Exception):
+    """A challenge read earlier was no longer live when the unit of work came to take it
+    (:meth:`ChallengeStore.take`): consumed, superseded, voided or expired since. The unit is
+    rolled back, nothing of it kept. Use cases catch it; it never reaches a caller."""
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware, in UTC."""
@@ -99,6 +105,30 @@ class ChallengeStore(Protocol):
         ``expires_at > now``; otherwise return ``None`` and change nothing, so a guess with the
         wrong client cannot burn another client's challenge.
         """
+        ...
+
+    async def find_live(
+        self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
+    ) -> Challenge | None:
+        """The challenge if it exists, belongs to ``client_id``, is unconsumed and
+        ``expires_at > now``, read without taking it; otherwise ``None``."""
+        ...
+
+    async def take(self, challenge: Challenge, now: datetime) -> None:
+        """Consume ``challenge``, as :meth:`find_live` returned it, only if it is still live at
+        ``now`` (an id is issued once, and a challenge's contents never change); otherwise
+        raise :class:`Stale`, which rolls back the unit of work it runs in. Meant for a unit of
+        work: there the consume may take effect only when the unit commits (PostgreSQL: with
+        the unit's other writes, in one statement), so the :class:`Stale` may come from the end
+        of the unit instead. Atomic: of concurrent takes of one challenge, exactly one
+        succeeds."""
+        ...
+
+    async def take_decoy(self, now: datetime) -> None:
+        """Consume the decoy's live challenge, if it has one: the write an attempt with no live
+        challenge of its own spends instead, so that it costs what a :meth:`take` costs. Refused
+        challenge requests issue to the decoy, so after one it has a live challenge again, as a
+        client has after its own. Never :class:`Stale`."""
         ...
 
     async def void_for_client(self, client_id: ClientId, now: datetime) -> int:

@@ -1,8 +1,8 @@
 """Where the SQL stores' statements run: a :class:`Source` of transactions.
 
 The stores only ever ``await conn.execute(statement, parameters)`` inside ``source.read()`` or
-``source.write()`` (and, in a write, ``conn.defer(insert, parameters)``), so one store class
-serves every way of running them:
+``source.write()`` (and, in a write, ``conn.defer(…)`` or ``conn.guard(…)``), so one store
+class serves every way of running them:
 
 * :class:`~zkauth.storage.pg_direct.PgSource`: PostgreSQL, on an asyncpg pool.
 * :class:`~zkauth.storage.sqlite_loop.LoopSqlite`: SQLite, run on the event loop.
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Executable
 
-__all__ = ["Bound", "Executor", "Result", "Source", "Writer", "deferrable"]
+__all__ = ["Bound", "Executor", "Result", "Source", "Writer", "deferrable", "guarding"]
 
 
 class Result(Protocol):
@@ -49,25 +49,42 @@ class Executor(Protocol):
 
 class Writer(Executor, Protocol):
     def defer(self, statement: Executable, parameters: Parameters = None) -> None:
-        """Run an INSERT whose outcome the caller does not need, at the latest when the
-        transaction commits, in order with the transaction's other statements.
+        """Run an INSERT, or an UPDATE, whose outcome the caller does not need, at the latest
+        when the transaction commits, in order with the transaction's other statements.
 
-        Where every statement is a round trip (PostgreSQL), the deferred inserts of a
+        Where every statement is a round trip (PostgreSQL), the deferred statements of a
         transaction go together as one statement, just before the next statement or the commit,
         or in front of that next statement, in its round trip, when it could not see their rows
-        anyway (an UPDATE of other tables); a transaction with nothing but deferred inserts is
-        that one statement, which is atomic on its own, with no BEGIN and COMMIT. So deferred
-        inserts must not depend on each other's rows. Their errors (a key already taken)
-        surface there, and the transaction rolls back as it would have had they surfaced here.
-        SQLite runs them at once.
+        anyway (an UPDATE of other tables); a transaction with nothing but deferred statements
+        is that one statement, which is atomic on its own, with no BEGIN and COMMIT. So deferred
+        statements must not depend on each other's rows, and two deferred UPDATEs may not write
+        the same table (in one statement, PostgreSQL would keep only one of two changes to a
+        row). Their errors (a key already taken) surface there, and the transaction rolls back
+        as it would have had they surfaced here. SQLite runs them at once.
         """
+        ...
+
+    def guard(self, statement: Executable, parameters: Parameters = None) -> None:
+        """Like :meth:`defer`, for an ``UPDATE … RETURNING`` the transaction stands on: if it
+        returns no row, the whole transaction rolls back and :class:`~zkauth.service.ports.Stale`
+        is raised, here (SQLite: at once) or where the deferred statements go (PostgreSQL)."""
         ...
 
 
 def deferrable(statement: Executable) -> Executable:
-    """``statement``, if :meth:`Writer.defer` may take it (an INSERT); else ``TypeError``."""
-    if not getattr(statement, "is_insert", False):
-        raise TypeError("only an INSERT can be deferred")
+    """``statement``, if :meth:`Writer.defer` may take it (an INSERT or an UPDATE); else
+    ``TypeError``."""
+    if not (getattr(statement, "is_insert", False) or getattr(statement, "is_update", False)):
+        raise TypeError("only an INSERT or an UPDATE can be deferred")
+    return statement
+
+
+def guarding(statement: Executable) -> Executable:
+    """``statement``, if :meth:`Writer.guard` may take it (an ``UPDATE … RETURNING``); else
+    ``TypeError``."""
+    returning = getattr(statement, "returning_column_descriptions", None)
+    if not getattr(statement, "is_update", False) or not returning:
+        raise TypeError("only an UPDATE … RETURNING can guard a transaction")
     return statement
 
 

@@ -23,6 +23,7 @@ from typing import Final, TypeVar
 
 from zkauth.errors import Conflict
 from zkauth.service.audit_chain import PRUNE_BATCH, AuditCheckpoint, chain_checkpoint
+from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.models import (
     AdminToken,
     AdminTokenId,
@@ -36,7 +37,7 @@ from zkauth.service.models import (
     chain_entry,
     utc,
 )
-from zkauth.service.ports import Stores, Writes
+from zkauth.service.ports import Stale, Stores, Writes
 
 __all__ = [
     "MemoryAdminTokenStore",
@@ -187,13 +188,29 @@ class MemoryChallengeStore:
     async def consume(
         self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
     ) -> Challenge | None:
-        challenge = self._challenges.get(challenge_id)
-        if challenge is None or challenge.client_id != client_id or not challenge.is_live(now):
+        challenge = await self.find_live(challenge_id, client_id, now)
+        if challenge is None:
             return None
         consumed = replace(challenge, consumed_at=now)
         self._journal.put(self._challenges, challenge_id, consumed)
         self._journal.delete(self._live, client_id)
         return consumed
+
+    async def find_live(
+        self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
+    ) -> Challenge | None:
+        challenge = self._challenges.get(challenge_id)
+        if challenge is None or challenge.client_id != client_id or not challenge.is_live(now):
+            return None
+        return challenge
+
+    async def take(self, challenge: Challenge, now: datetime) -> None:
+        if await self.find_live(challenge.challenge_id, challenge.client_id, now) is None:
+            raise Stale("the challenge is no longer live")
+        await self.consume(challenge.challenge_id, challenge.client_id, now)
+
+    async def take_decoy(self, now: datetime) -> None:
+        await self.void_for_client(DECOY_CLIENT_ID, now)
 
     async def void_for_client(self, client_id: ClientId, now: datetime) -> int:
         challenge_id = self._live.get(client_id)

@@ -9,14 +9,17 @@ ones once, the rest when they come (asyncpg caches its server-side prepared stat
 connection either way).
 
 Reads run outside any transaction (they are single statements); writes in one transaction per
-unit of work. Every statement is a round trip, so inserts whose outcome nobody reads (an audit
-event, a challenge) are deferred (``Writer.defer``): they wait for the unit's next statement or
-its commit and go with each other as one statement. A unit of nothing but such inserts (a
-challenge request's) is that one statement, atomic on its own, with no BEGIN and COMMIT: the
-transaction begins only when a statement must go at once. When that next statement is one of
-the hot UPDATEs or DELETEs and touches none of their tables, so it could not have seen their
-rows anyway, they ride along with it as data-modifying ``WITH`` queries in front of it: a
-login's audit event goes in the same round trip as its lockout write.
+unit of work. Every statement is a round trip, so writes whose outcome nobody reads (an audit
+event, a challenge, a lockout write) are deferred (``Writer.defer``): they wait for the unit's
+next statement or its commit and go with each other as one statement (split, in order, where
+one must see another's rows: :func:`_in_order`). A unit of nothing but such writes (a challenge
+request's, an enrollment's, a verification's) is that one statement, atomic on its own, with no
+BEGIN and COMMIT: the transaction begins only when a statement must go at once. A unit may stand
+on a guard (``Writer.guard``: a verification's take of its challenge), an ``UPDATE … RETURNING``
+that goes last of that statement, which fails as a whole when the guard returns no row
+(:func:`combined_sql`). When the next statement is one of the hot UPDATEs or DELETEs and touches
+none of the deferred writes' tables, so it could not have seen their rows anyway, they ride
+along with it as data-modifying ``WITH`` queries in front of it.
 
 A connection goes back to the pool without asyncpg's default reset query (advisory unlock,
 ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``: one more round trip on every release): the stores
@@ -45,8 +48,9 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ClauseElement
 
 from zkauth.errors import ServiceUnavailable
+from zkauth.service.ports import Stale
 from zkauth.storage.engine import UNAVAILABLE, PoolLimits
-from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
+from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable, guarding
 from zkauth.storage.prepared import Prepared, RawResult, as_sqlalchemy
 
 __all__ = ["PgSource"]
@@ -72,23 +76,37 @@ def _shifted(sql: str, offset: int) -> str:
     return _PLACEHOLDER.sub(lambda found: f"${int(found.group(1)) + offset}", sql)
 
 
-def combined_sql(inserts: Sequence[tuple[str, int]], main: str | None = None) -> str:
-    """One statement for ``inserts``, each an ``INSERT … VALUES`` of one row (its SQL) and how
-    many rows to insert with it: their parameters, all the rows of the first, then of the
-    second…, are ``$1``, ``$2``… in that order (see :meth:`PgSource.combined`). With ``main``,
-    the inserts are ``WITH`` queries of that statement, whose parameters follow theirs."""
+def combined_sql(
+    inserts: Sequence[tuple[str, int]], main: str | None = None, guard: str | None = None
+) -> str:
+    """One statement for ``inserts``, each an INSERT (``INSERT … VALUES`` when it has several
+    rows) or an UPDATE (its SQL) and how many rows to write with it: their parameters, all the
+    rows of the first, then of the second…, are ``$1``, ``$2``… in that order (see
+    :meth:`PgSource.combined`). With ``main``, they are ``WITH`` queries of that statement, whose
+    parameters follow theirs. With ``guard`` instead, an ``UPDATE … RETURNING`` whose parameters
+    follow theirs too, the statement fails as a whole, division by zero (SQLSTATE 22012), when
+    the guard returns no row: plain SQL has no assertion, and a failed statement keeps nothing
+    of any of its parts."""
+    if main is not None and guard is not None:
+        raise ValueError("a guarded statement carries no main statement")
     parts, offset = [], 0
     for sql, count in inserts:
         width = _parameter_count(sql)
         parts.append(_shifted(_with_rows(sql, count, width), offset))
         offset += width * count
-    if main is None:
+    names = [f"d{n}" for n in range(len(parts))]
+    if guard is not None:
+        parts.append(_shifted(guard, offset))
+        names.append("g")
+        main = "SELECT 1 / count(*) FROM g"
+    elif main is None:
         if len(parts) == 1:
             return parts[0]
         main = "SELECT 1"
     else:
         main = _shifted(main, offset)
-    return f"WITH {', '.join(f'd{n} AS ({part})' for n, part in enumerate(parts))} {main}"
+    ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, parts, strict=True))
+    return f"WITH {ctes} {main}"
 
 
 def _parameter_count(sql: str) -> int:
@@ -96,7 +114,8 @@ def _parameter_count(sql: str) -> int:
 
 
 def _with_rows(sql: str, count: int, width: int) -> str:
-    """``sql``, an ``INSERT … VALUES`` of one row of ``width`` parameters, for ``count`` rows."""
+    """``sql``, an ``INSERT … VALUES`` of one row of ``width`` parameters, for ``count`` rows
+    (or any statement, for one)."""
     if count == 1:
         return sql
     found = _VALUES_ROW.search(sql)
@@ -140,37 +159,48 @@ class _Direct:
             return RawResult(_rowcount(await self._conn.execute(sql, *args)), [])
 
 
+#: A deferred statement: prepared, its arguments, and whether it guards the transaction.
+_Item = tuple[Prepared, list[Any], bool]
+
+
 class _Writer(_Direct):
     """A :class:`~zkauth.storage.executor.Writer`: the transaction begins with its first
-    statement that must go at once, and deferred inserts wait for the next one or the commit,
-    then go as one statement (:meth:`PgSource.combined`), or in front of that next one when it
-    may take them (:meth:`PgSource.rider`)."""
+    statement that must go at once, and deferred statements wait for the next one or the
+    commit, then go as one statement (:meth:`PgSource.combined`), or in front of that next one
+    when it may take them (:meth:`PgSource.rider`)."""
 
     __slots__ = ("_deferred", "_transaction")
 
     def __init__(self, conn: asyncpg.Connection, source: PgSource) -> None:
         super().__init__(conn, source)
         self._transaction: Any = None
-        self._deferred: list[tuple[Prepared, list[Any]]] = []
+        self._deferred: list[_Item] = []
 
     def defer(self, statement: Executable, parameters: Parameters = None) -> None:
         prepared = self._source.prepared(deferrable(statement))
         each = parameters if isinstance(parameters, Sequence) else [parameters or {}]
-        self._deferred.extend((prepared, prepared.positional(p)) for p in each)
+        self._deferred.extend((prepared, prepared.positional(p), False) for p in each)
+
+    def guard(self, statement: Executable, parameters: Parameters = None) -> None:
+        if isinstance(parameters, Sequence):
+            raise TypeError("a guard is one statement with one set of parameters")
+        prepared = self._source.prepared(guarding(statement))
+        self._deferred.append((prepared, prepared.positional(parameters or {}), True))
 
     async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
         if self._transaction is None:
-            self._transaction = self._conn.transaction()
-            await self._transaction.start()
+            await self._begin()
         if self._deferred:
             rider = self._source.rider(statement)
             if (
                 rider is not None
                 and not isinstance(parameters, Sequence)
+                and not any(guard for _, _, guard in self._deferred)
+                and len(_in_order(self._deferred)) == 1
                 and rider[1].isdisjoint(_tables(self._deferred))
             ):
                 prepared = rider[0]
-                sql, args = self._source.combined(self._deferred, prepared)
+                sql, args = self._source.combined(_unguarded(self._deferred), prepared)
                 self._deferred = []
                 return await self._run(prepared, sql, args + prepared.positional(parameters or {}))
             await self._flush()
@@ -178,7 +208,7 @@ class _Writer(_Direct):
 
     async def commit(self) -> None:
         """Send what was deferred, then COMMIT if a transaction began: a block of deferred
-        inserts alone is one statement, atomic by itself."""
+        statements alone is one statement, atomic by itself."""
         await self._flush()
         if self._transaction is not None:
             await self._transaction.commit()
@@ -187,18 +217,68 @@ class _Writer(_Direct):
         if self._transaction is not None:
             await _roll_back(self._transaction)
 
+    async def _begin(self) -> None:
+        self._transaction = self._conn.transaction()
+        await self._transaction.start()
+
     async def _flush(self) -> None:
+        """Send the deferred statements: one statement, or, where some must see others' rows
+        (:func:`_in_order`), one after the other in a transaction."""
         if not self._deferred:
             return
-        sql, args = self._source.combined(self._deferred)
+        groups = _in_order(self._deferred)
         self._deferred = []
-        with _driver_errors(sql):
-            await self._conn.execute(sql, *args)
+        if len(groups) > 1 and self._transaction is None:
+            await self._begin()
+        for group in groups:
+            guard = next((item for item in group if item[2]), None)
+            sql, args = self._source.combined(
+                _unguarded(group), guard=None if guard is None else guard[:2]
+            )
+            with _driver_errors(sql):
+                try:
+                    await self._conn.execute(sql, *args)
+                except asyncpg.DivisionByZeroError:
+                    if guard is None:
+                        raise
+                    raise Stale("a guard returned no row") from None
 
 
-def _tables(deferred: Iterable[tuple[Prepared, list[Any]]]) -> set[str]:
-    """The tables the deferred inserts write to."""
-    return {prepared.statement.table.name for prepared, _ in deferred}  # type: ignore[attr-defined]
+def _unguarded(items: Iterable[_Item]) -> list[tuple[Prepared, list[Any]]]:
+    return [(prepared, args) for prepared, args, guard in items if not guard]
+
+
+def _in_order(items: Sequence[_Item]) -> list[list[_Item]]:
+    """``items`` in as few consecutive groups as can each go as one statement: all the parts of
+    one statement run in one snapshot, so a statement that writes a table must not share one
+    with another that writes it by an UPDATE (which would not see the other's rows, or keep only
+    one of two changes to a row); and one guard per statement."""
+    groups: list[list[_Item]] = []
+    updated: set[str] = set()  # by the current group: tables written by an UPDATE
+    written: set[str] = set()  # by the current group: tables written at all
+    guarded = False
+    for item in items:
+        prepared, _, guard = item
+        table = _table(prepared)
+        update = guard or bool(getattr(prepared.statement, "is_update", False))
+        if not groups or table in updated or (update and table in written) or (guard and guarded):
+            groups.append([])
+            updated, written, guarded = set(), set(), False
+        groups[-1].append(item)
+        written.add(table)
+        if update:
+            updated.add(table)
+        guarded = guarded or guard
+    return groups
+
+
+def _table(prepared: Prepared) -> str:
+    return prepared.statement.table.name  # type: ignore[attr-defined,no-any-return]
+
+
+def _tables(deferred: Iterable[_Item]) -> set[str]:
+    """The tables the deferred statements write to."""
+    return {_table(prepared) for prepared, _, _ in deferred}
 
 
 def _tables_of(statement: Executable) -> frozenset[str]:
@@ -309,13 +389,16 @@ class PgSource:
         return self._riders.get(id(statement))
 
     def combined(
-        self, deferred: Sequence[tuple[Prepared, list[Any]]], main: Prepared | None = None
+        self,
+        deferred: Sequence[tuple[Prepared, list[Any]]],
+        main: Prepared | None = None,
+        guard: tuple[Prepared, list[Any]] | None = None,
     ) -> tuple[str, list[Any]]:
-        """One statement for a transaction's deferred inserts, and its arguments (``main``'s
-        own follow them). The rows of one insert statement go in one ``VALUES`` list, in the
-        order they were deferred; two or more statements go as data-modifying ``WITH`` queries
-        of a ``SELECT`` (or of ``main``), which PostgreSQL runs exactly once each, to
-        completion, in one snapshot, in no set order."""
+        """One statement for a transaction's deferred statements, and its arguments (``main``'s
+        or ``guard``'s own follow them: :func:`combined_sql`). The rows of one insert statement
+        go in one ``VALUES`` list, in the order they were deferred; two or more statements go as
+        data-modifying ``WITH`` queries of a ``SELECT`` (or of ``main``), which PostgreSQL runs
+        exactly once each, to completion, in one snapshot, in no set order."""
         groups: dict[int, tuple[Prepared, list[list[Any]]]] = {}
         for prepared, row in deferred:
             groups.setdefault(id(prepared.statement), (prepared, []))[1].append(row)
@@ -323,14 +406,21 @@ class PgSource:
         key = tuple((statement, len(rows)) for statement, (_, rows) in groups.items())
         if main is not None:
             key += ((id(main.statement), 0),)
+        if guard is not None:
+            key += ((id(guard[0].statement), -1),)
+            args += guard[1]
         # Only the hot statements' identities are stable: the others' may be reused.
-        hot = all(statement in self._hot for statement in groups)
+        hot = all(statement in self._hot for statement, _ in key)
         sql = self._combined.get(key) if hot else None
         if sql is None:
             if any(len(rows[0]) != _parameter_count(p.sql) for p, rows in groups.values()):
-                raise ValueError("a deferred insert must use each of its parameters once")
+                raise ValueError("a deferred statement must use each of its parameters once")
             inserts = [(prepared.sql, len(rows)) for prepared, rows in groups.values()]
-            sql = combined_sql(inserts, None if main is None else main.sql)
+            sql = combined_sql(
+                inserts,
+                None if main is None else main.sql,
+                None if guard is None else guard[0].sql,
+            )
             if hot and len(self._combined) < _COMBINED_KEPT:
                 self._combined[key] = sql
         return sql, args

@@ -39,8 +39,16 @@ from sqlalchemy import Connection, Executable, create_engine, event
 from sqlalchemy.engine import URL
 
 from zkauth.errors import ServiceUnavailable
+from zkauth.service.ports import Stale
 from zkauth.storage.engine import SQLITE_BUSY_SECONDS, UNAVAILABLE, sqlite_busy, sqlite_pragmas
-from zkauth.storage.executor import Executor, Parameters, Result, Writer, deferrable
+from zkauth.storage.executor import (
+    Executor,
+    Parameters,
+    Result,
+    Writer,
+    deferrable,
+    guarding,
+)
 from zkauth.storage.prepared import Prepared
 
 __all__ = ["BUSY_TIMEOUT", "CHECKPOINT_EVERY", "LoopSqlite"]
@@ -74,6 +82,10 @@ class _OnLoop:
     def defer(self, statement: Executable, parameters: Parameters = None) -> None:
         # In process, a statement is no round trip: nothing to gain by waiting.
         self._run(deferrable(statement), parameters)
+
+    def guard(self, statement: Executable, parameters: Parameters = None) -> None:
+        if self._run(guarding(statement), parameters).first() is None:
+            raise Stale("a guard returned no row")  # the transaction's block rolls it back
 
     def _run(self, statement: Executable, parameters: Parameters) -> Result:
         prepared = self.prepared.get(id(statement))
