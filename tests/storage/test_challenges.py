@@ -206,6 +206,25 @@ async def test_find_live_reads_a_live_challenge_without_taking_it(stores: Stores
     assert await stores.challenges.find_live(*ids, SOON) is None  # consumed
 
 
+async def test_concurrent_finds_each_get_their_own_answer(stores: Stores) -> None:
+    """Reads made at once (on PostgreSQL, one statement for all): each gets its challenge if it
+    is live for its own client and time, else ``None``."""
+    live, consumed, other = (make_challenge(new_client_id()) for _ in range(3))
+    for challenge in (live, consumed, other):
+        await stores.challenges.issue(challenge)
+    assert await stores.challenges.consume(consumed.challenge_id, consumed.client_id, SOON)
+    asked = [
+        (live.challenge_id, live.client_id, SOON),
+        (live.challenge_id, live.client_id, live.expires_at),
+        (live.challenge_id, other.client_id, SOON),
+        (consumed.challenge_id, consumed.client_id, SOON),
+        (ChallengeId("nope"), live.client_id, SOON),
+        (other.challenge_id, other.client_id, SOON),
+    ]
+    found = await asyncio.gather(*(stores.challenges.find_live(*q) for q in asked))
+    assert found == [live, None, None, None, None, other]
+
+
 async def test_take_consumes_what_find_live_read_exactly_once(stores: Stores) -> None:
     challenge = make_challenge(new_client_id())
     await stores.challenges.issue(challenge)

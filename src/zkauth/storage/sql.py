@@ -368,6 +368,18 @@ def _consume_or_rewrite_decoy() -> Executable:
 
 
 _CONSUME_OR_DECOY: Final = _consume_or_rewrite_decoy()
+# Several reads at once (PostgreSQL): the unconsumed challenges of the ids asked for, each checked
+# against its question's client and time afterwards, and the decoy's live challenge.
+_FIND_MANY: Final = union_all(
+    select(*challenges.c, true().label("real")).where(
+        challenges.c.challenge_id
+        == any_(bindparam("b_ids", type_=postgresql.ARRAY(challenges.c.challenge_id.type))),
+        challenges.c.consumed_at.is_(None),
+    ),
+    select(*challenges.c, false().label("real")).where(
+        challenges.c.client_id == literal(DECOY_CLIENT_ID), challenges.c.consumed_at.is_(None)
+    ),
+)
 _LIVE: Final = (
     challenges.c.challenge_id == bindparam("b_id"),
     challenges.c.client_id == bindparam("b_client"),
@@ -413,6 +425,9 @@ class SqlChallengeStore:
     def __init__(self, db: Source) -> None:
         self._db = db
         self._issue = _ISSUE[db.dialect]
+        self._finds: Batches[tuple[ChallengeId, ClientId, datetime], Challenge | None] | None = (
+            Batches(self._find_many) if db.coalesce_reads else None
+        )
 
     async def issue(self, challenge: Challenge) -> None:
         if challenge.consumed_at is not None:
@@ -445,11 +460,32 @@ class SqlChallengeStore:
     async def find_live(
         self, challenge_id: ChallengeId, client_id: ClientId, now: datetime
     ) -> Challenge | None:
+        if self._finds is not None:
+            return await self._finds.ask((challenge_id, client_id, now))
         params = {"b_id": challenge_id, "b_client": client_id, "b_now": now}
         async with self._db.read() as conn:
             row = (await conn.execute(_FIND_LIVE, params)).one_or_none()
         found = None if row is None else challenge_from_row(row)
         return found if row is not None and row.real else None
+
+    async def _find_many(
+        self, questions: Sequence[tuple[ChallengeId, ClientId, datetime]]
+    ) -> list[Challenge | None]:
+        """The reads of one round of the event loop, in one statement (``coalesce_reads``); the
+        decoy's live challenge is converted for each miss, as in a read alone."""
+        ids = sorted({challenge_id for challenge_id, _, _ in questions})
+        async with self._db.read() as conn:
+            result = await conn.execute(_FIND_MANY, {"b_ids": ids})
+        rows = {row.challenge_id: row for row in result if row.real}
+        decoy = next((row for row in result if not row.real), None)
+        found: list[Challenge | None] = []
+        for challenge_id, client_id, now in questions:
+            row = rows.get(challenge_id)
+            live = row is not None and row.client_id == client_id and row.expires_at > now
+            stand_in = row if live else decoy
+            challenge = None if stand_in is None else challenge_from_row(stand_in)
+            found.append(challenge if live else None)
+        return found
 
     async def take(self, challenge: Challenge, now: datetime) -> None:
         params = {
@@ -536,6 +572,7 @@ HOT_POSTGRESQL_STATEMENTS: Final = (
     *_HOT,
     _CONSUME_OR_DECOY,
     _GET_CLIENTS,
+    _FIND_MANY,
     _ISSUE["postgresql"],
     *SqlAuditLog.HOT_STATEMENTS,
     *SqlAuditLog.HOT_POSTGRESQL,
