@@ -2,18 +2,18 @@
 
 In process (the app over ``httpx``'s ASGI transport, no network, no load), on SQLite or on
 PostgreSQL + Redis, counted per request: the stores' SQL statements by kind (at their executors,
-whatever the backend; a deferred insert is marked so: on PostgreSQL the deferred inserts of a
-unit of work go as one statement), write transactions, round trips to PostgreSQL (asyncpg calls,
-BEGIN and COMMIT included), Redis commands, and hops to the thread pool for a synchronous
+whatever the backend; a deferred write is marked so, and a guard: on PostgreSQL the deferred writes
+of a unit of work go as one statement), write transactions, round trips to PostgreSQL (asyncpg
+calls, BEGIN and COMMIT included), Redis commands, and hops to the thread pool for a synchronous
 dependency. The methods are wrapped to count their calls, then restored; a row is left out when
-nothing was counted (or the wrapped method does not exist in the installed version). Each
-request must succeed. The third of three rounds is kept (caches and pools warm). Each request
-waits first for the background work of the one before (the audit sealer runs 50 ms after a
-commit on SQLite, 250 ms on PostgreSQL), so what is counted is the request's own; the anomaly
-monitor's calls for the request's audit events, made in its background task, are waited for and
-counted with it. Redis commands sent alone and pipelines (each one round trip) are counted
-apart. Client lookups of concurrent requests share a statement on PostgreSQL; here, one request
-at a time, each is its own.
+nothing was counted (or the wrapped method does not exist in the installed version). Each request
+must succeed. The third of three rounds is kept (caches and pools warm). Each request waits first
+for the background work of the one before (the audit sealer runs 50 ms after a commit on SQLite,
+250 ms on PostgreSQL), so what is counted is the request's own; the anomaly monitor's calls for the
+request's audit events, made in its background task, are waited for and counted with it. Redis
+commands sent alone and pipelines (each one round trip) are counted apart. Client lookups and
+challenge reads of concurrent requests share a statement each on PostgreSQL; here, one request at a
+time, each is its own.
 """
 
 from __future__ import annotations
@@ -100,25 +100,26 @@ def _count_sql(counts: Counter[str]) -> Callable[[], None]:
         setattr(owner, name, counted)
         undo.append(lambda: setattr(owner, name, original))
 
-    def wrap_defer(owner: Any) -> None:
-        original = getattr(owner, "defer", None)
-        if original is None:  # a version without deferred inserts
+    def wrap_defer(owner: Any, name: str = "defer", mark: str = "deferred") -> None:
+        original = getattr(owner, name, None)
+        if original is None:  # a version without deferred statements, or without guards
             return
 
         def counted(self: Any, statement: Any, parameters: Any = None) -> None:
             counts[SQL_STATEMENTS] += 1
-            counts[f"  {str(statement).split(None, 1)[0].upper()} (deferred)"] += 1
+            counts[f"  {str(statement).split(None, 1)[0].upper()} ({mark})"] += 1
             original(self, statement, parameters)
 
-        owner.defer = counted
-        undo.append(lambda: setattr(owner, "defer", original))
+        setattr(owner, name, counted)
+        undo.append(lambda: setattr(owner, name, original))
 
     wrap_execute(sqlite_loop._OnLoop)
     wrap_execute(pg_direct._Direct)
     if "execute" in vars(getattr(pg_direct, "_Writer", object)):
         wrap_execute(pg_direct._Writer)
-    wrap_defer(sqlite_loop._OnLoop)
-    wrap_defer(getattr(pg_direct, "_Writer", None))
+    for writer in (sqlite_loop._OnLoop, getattr(pg_direct, "_Writer", None)):
+        wrap_defer(writer)
+        wrap_defer(writer, "guard", "deferred, guard")
     wrap_begin(sqlite_loop.LoopSqlite, "_begin_immediate")
 
     def stop() -> None:
