@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.builders import make_client
+from tests.storage.builders import T0, make_challenge, make_client
 from zkauth.errors import ServiceUnavailable
 from zkauth.service.models import ClientId
+from zkauth.service.ports import Stale
 from zkauth.storage import open_sql_stores, sqlite_loop
+from zkauth.storage.sql import SqlChallengeStore, SqlClientStore, SqlUnitOfWork, open_source
 
 
 def _url(tmp_path: Path) -> str:
@@ -125,3 +127,37 @@ async def test_the_write_ahead_log_restarts_under_steady_writes(
         assert frames < 600, frames
     finally:
         await stores.close()
+
+
+async def test_a_stale_unit_is_rolled_back_on_the_same_connection(tmp_path: Path) -> None:
+    """A guard that finds its row taken is an outcome, not a failure: the unit's writes are
+    rolled back and its connection kept (not closed and opened anew), ready for the next."""
+    source = await open_source(_url(tmp_path))
+    assert isinstance(source, sqlite_loop.LoopSqlite)
+    clients, challenges = SqlClientStore(source), SqlChallengeStore(source)
+    unit = SqlUnitOfWork(source, asyncio.Lock())
+    client = make_client()
+    challenge = make_challenge(client.client_id)
+    try:
+        assert await clients.create(client)
+        await challenges.issue(challenge)
+        async with unit() as tx:
+            await tx.challenges.take(challenge, T0)
+        writer = source._writer
+
+        async def again() -> None:
+            async with unit() as tx:
+                await tx.clients.save_lockout_state(client.client_id, 2, None, 0)
+                await tx.challenges.take(challenge, T0)
+
+        with pytest.raises(Stale):
+            await again()
+        assert source._writer is writer is not None
+        stored = await clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 0
+        async with unit() as tx:  # the kept connection writes as usual
+            await tx.clients.save_lockout_state(client.client_id, 1, None, 0)
+        stored = await clients.get(client.client_id)
+        assert stored is not None and stored.failed_attempts == 1
+    finally:
+        await source.dispose()

@@ -180,6 +180,12 @@ class LoopSqlite:
                 yield writer
                 writer.raw.commit()
                 writer.settle()
+            except Stale:
+                # An outcome, not a failure (a guard found its row taken): the connection is
+                # sound, so it is rolled back and kept, not closed and opened anew.
+                writer.raw.rollback()
+                writer.settle()
+                raise
             except BaseException as exc:
                 _close(writer)  # closing it rolls back
                 self._writer = None
