@@ -56,11 +56,11 @@ class Writer(Executor, Protocol):
         transaction go together as one statement, just before the next statement or the commit,
         or in front of that next statement, in its round trip, when it could not see their rows
         anyway (an UPDATE of other tables); a transaction with nothing but deferred statements
-        is that one statement, which is atomic on its own, with no BEGIN and COMMIT. So deferred
-        statements must not depend on each other's rows, and two deferred UPDATEs may not write
-        the same table (in one statement, PostgreSQL would keep only one of two changes to a
-        row). Their errors (a key already taken) surface there, and the transaction rolls back
-        as it would have had they surfaced here. SQLite runs them at once.
+        is that one statement, which is atomic on its own, with no BEGIN and COMMIT. Where one
+        must see another's rows (an UPDATE of a table another deferred statement writes: in one
+        statement it would not), they go one after the other instead, in a transaction. Their
+        errors (a key already taken) surface there, and the transaction rolls back as it would
+        have had they surfaced here. SQLite runs them at once.
         """
         ...
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -84,6 +84,8 @@ class _OnLoop:
         self._run(deferrable(statement), parameters)
 
     def guard(self, statement: Executable, parameters: Parameters = None) -> None:
+        if isinstance(parameters, Sequence):
+            raise TypeError("a guard is one statement with one set of parameters")
         if self._run(guarding(statement), parameters).first() is None:
             raise Stale("a guard returned no row")  # the transaction's block rolls it back
 
