@@ -54,8 +54,9 @@ class Challenges:
             )
         now = self._clock.now()
         # Read before the transaction, not in it: the issue does not depend on the row, and
-        # verification checks the client again in its own transaction, so a client revoked or
-        # locked meanwhile still cannot log in. (The transaction is then one write.)
+        # verification reads the client again itself, and a revocation voids the challenge, so
+        # a client revoked or locked meanwhile still cannot log in. (The transaction is then one
+        # write.)
         client = await self._clients.get(ClientId(client_id))
         reason = refusal_for(client, now)
         if reason is None and len(channel_binding) not in CHANNEL_BINDING_SIZES:
