@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import re
 
 import pytest
 from joserfc import jwt
@@ -273,3 +275,31 @@ async def test_introspection(api: Api) -> None:
     await api.http.delete("/v1/clients/alice", headers=admin)
     revoked = await api.http.post("/v1/introspect", data={"token": token}, headers=admin)
     assert revoked.json() == {"active": False}
+
+
+async def test_a_challenges_and_a_logins_answers_are_their_models_with_ratelimit_headers(
+    api: Api,
+) -> None:
+    """The 200s of a challenge request and of a verification: their response models' fields
+    only, in order, as compact JSON with timestamps as RFC 3339 UTC, and, like every answer
+    that is not a refusal, the RateLimit headers."""
+    cred = await api.enroll("header-agent")
+    cb = channel()
+    challenge = await api.challenge("header-agent", cb)
+    ch = challenge.json()
+    login = await api.verify("header-agent", ch, api.login_proof(cred, "header-agent", ch, cb), cb)
+    fields = {
+        "challengeId nonce channelBinding expiresAt protocolVersion": challenge,
+        "accessToken tokenType expiresAt expiresIn": login,
+    }
+    shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+    for names, response in fields.items():
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert list(body) == names.split()
+        assert response.content == json.dumps(body, separators=(",", ":")).encode()
+        assert shape.fullmatch(body["expiresAt"])
+        policy = response.headers["ratelimit-policy"]
+        assert policy.startswith('"') and response.headers["ratelimit"].startswith(policy[:4])
+        assert int(response.headers["content-length"]) == len(response.content)
