@@ -13,10 +13,11 @@ compares status, body bytes and every header (in order) of two responses.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +73,32 @@ def assert_same(response: httpx.Response, baseline: httpx.Response) -> None:
     assert response.status_code == baseline.status_code, response.text
     assert response.content == baseline.content
     assert _headers(response) == _headers(baseline)
+
+
+def interleave_after_read(
+    monkeypatch: pytest.MonkeyPatch,
+    store: object,
+    method: str,
+    when: Callable[[tuple[Any, ...], Any], bool],
+    then: Callable[[], Awaitable[None]],
+) -> list[Any]:
+    """Wrap the read ``store.method`` so that, the first time ``when(args, answer)`` holds,
+    ``then`` runs (another request, committed) before the answer goes back to its caller: an
+    interleaving between a use case's read and what it does next. Returns the list that answer
+    is put in."""
+    read = getattr(store, method)
+    seen: list[Any] = []
+
+    async def interleaved(*args: Any) -> Any:
+        answer = await read(*args)
+        if not seen and when(args, answer):
+            seen.append(answer)
+            async with asyncio.timeout(10):  # inside a unit of work, this would wait for it
+                await then()
+        return answer
+
+    monkeypatch.setattr(store, method, interleaved)
+    return seen
 
 
 def assert_problem(response: httpx.Response, *statuses: int) -> None:

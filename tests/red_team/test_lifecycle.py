@@ -22,6 +22,7 @@ from tests.red_team.conftest import (
     assert_same,
     b64,
     channel,
+    interleave_after_read,
 )
 from zkauth.crypto import (
     Credential,
@@ -339,19 +340,14 @@ async def test_rt22_a_revocation_between_the_logins_lookup_and_its_consume_refus
     cb = channel()
     ch = await api.issued(client_id, cb)
     proof = api.login_proof(cred, client_id, ch, cb)
-    clients = api.container.stores.clients
-    lookup = clients.get
-    seen: list[Any] = []
 
-    async def then_revoked(wanted: Any) -> Any:
-        found = await lookup(wanted)
-        if wanted == client_id and not seen:
-            seen.append(found)
-            async with asyncio.timeout(10):  # inside a unit of work, this would wait for it
-                assert (await api.revoke(client_id)).status_code == 204
-        return found
+    async def revoked() -> None:
+        assert (await api.revoke(client_id)).status_code == 204
 
-    monkeypatch.setattr(clients, "get", then_revoked)
+    seen = interleave_after_read(
+        monkeypatch, api.container.stores.clients, "get",
+        lambda args, _found: args == (client_id,), revoked,
+    )  # fmt: skip
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
     assert seen and seen[0].status.value == "active"  # the login did read it active
 

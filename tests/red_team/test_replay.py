@@ -17,7 +17,15 @@ import httpx
 import pytest
 
 from tests.interop.independent_client import IndependentClient
-from tests.red_team.conftest import RedApi, assert_problem, assert_same, b64, channel, served
+from tests.red_team.conftest import (
+    RedApi,
+    assert_problem,
+    assert_same,
+    b64,
+    channel,
+    interleave_after_read,
+    served,
+)
 from zkauth.crypto import Credential, LoginStatement, prove
 from zkauth.service.models import ClientId
 
@@ -87,19 +95,14 @@ async def test_rt09_an_attempt_whose_challenge_is_taken_after_it_was_read_keeps_
     cb = channel()
     ch = await api.issued(client_id, cb)
     proof = api.login_proof(cred, client_id, ch, cb)
-    challenges = api.container.stores.challenges
-    read = challenges.find_live
-    raced: list[Any] = []
 
-    async def then_taken(*args: Any) -> Any:
-        found = await read(*args)
-        if found is not None and not raced:
-            raced.append(found)
-            async with asyncio.timeout(10):  # inside a unit of work, this would wait for it
-                assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
-        return found
+    async def the_owners_login() -> None:
+        assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
 
-    monkeypatch.setattr(challenges, "find_live", then_taken)
+    raced = interleave_after_read(
+        monkeypatch, api.container.stores.challenges, "find_live",
+        lambda _args, found: found is not None, the_owners_login,
+    )  # fmt: skip
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
     assert raced  # the first attempt did read its challenge live
     assert await _verification_reasons(api, client_id) == [None, "challenge_unusable"]
