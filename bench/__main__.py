@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -36,7 +35,6 @@ from bench.ceiling import running_ceiling
 from bench.load.driver import run_load
 from bench.load.plan import FLOWS, ZKAUTH_FLOWS, Plan
 from bench.report import render
-from bench.server import ServerProcess
 from bench.targets import FULL_FLOW, MEMORY, POSTGRES, SQLITE, Backend, Run, evaluate
 
 Progress = Callable[[str], None]
@@ -102,12 +100,6 @@ def _prefixed(say: Progress, prefix: str) -> Progress:
     return lambda line: say(f"{prefix}: {line}")
 
 
-def _deployment(key: str, tmp: Path) -> AbstractContextManager[ServerProcess]:
-    if key == SQLITE:
-        return backends.sqlite(tmp, workers=1)
-    return backends.in_memory(tmp) if key == MEMORY else backends.postgres_redis(tmp)
-
-
 def _soak_seconds(budget: Budget, key: str) -> float:
     """How long challenge → verify runs in open loop: the soak on SQLite, the p99 target's
     phase on PostgreSQL + Redis, an ordinary phase on the in-memory stores (no target)."""
@@ -147,7 +139,7 @@ def run(
             say(f"{key}: starting")
             soak = _soak_seconds(budget, key)
             try:
-                with _deployment(key, tmp) as server:
+                with backends.deployment(key, tmp) as server:
                     plan = _plan(budget, server.url, server.pid, flows,
                                  open_seconds=budget.open_seconds, soak_flow=FULL_FLOW,
                                  soak_seconds=soak)  # fmt: skip

@@ -19,7 +19,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Final
@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.server import GENEROUS_LIMITS, ServerProcess, server_process
+from bench.targets import MEMORY, SQLITE
 
 PG: Final = os.environ.get("ZKAUTH_BENCH_PG", "postgres@127.0.0.1:5432")
 REDIS_URL: Final = os.environ.get("ZKAUTH_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -157,3 +158,14 @@ def postgres_redis(tmp: Path, workers: int = 2) -> Iterator[ServerProcess]:
             "--redis-url", REDIS_URL, "--upgrade-db", env=env, log=root / "server.log",
         ) as server:  # fmt: skip
             yield server
+
+
+def deployment(
+    name: str, tmp: Path, *, postgres_workers: int = 2
+) -> AbstractContextManager[ServerProcess]:
+    """The server of the deployment called ``name`` (:data:`~bench.targets.SQLITE`, one
+    worker; :data:`~bench.targets.POSTGRES`, PostgreSQL + Redis with ``postgres_workers``;
+    :data:`~bench.targets.MEMORY`, the in-memory stores, one worker)."""
+    if name == SQLITE:
+        return sqlite(tmp, workers=1)
+    return in_memory(tmp) if name == MEMORY else postgres_redis(tmp, postgres_workers)

@@ -34,7 +34,6 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -47,7 +46,6 @@ from bench.census import census, render_census
 from bench.load.driver import run_load
 from bench.load.plan import FLOWS, TIMED, Plan
 from bench.load.results import Closed
-from bench.server import ServerProcess
 
 Frames = list[str]
 Rule = tuple[str, Callable[[str, Frames], bool]]
@@ -199,13 +197,6 @@ def py_spy() -> str:
     return found
 
 
-def _backend(tmp: Path, backend: str) -> AbstractContextManager[ServerProcess]:
-    """The server to profile, with one worker whatever the backend."""
-    if backend == "sqlite":
-        return backends.sqlite(tmp, workers=1)
-    return backends.in_memory(tmp) if backend == "memory" else backends.postgres_redis(tmp, 1)
-
-
 def record(
     *, flow: str, concurrency: int, seconds: float, backend: str, rate: int, svg: Path | None,
     native: bool = False, raw_copy: Path | None = None,
@@ -216,7 +207,8 @@ def record(
     with tempfile.TemporaryDirectory(prefix="zkauth-profile-") as tmp_name:
         tmp = Path(tmp_name)
         raw_path = tmp / "profile.raw"
-        with _backend(tmp, backend) as server:
+        # One worker whatever the backend: the profile samples one process.
+        with backends.deployment(backend, tmp, postgres_workers=1) as server:
             command = [py_spy(), "record", "--pid", str(server.pid), "--duration",
                        str(int(seconds)), "--rate", str(rate)]  # fmt: skip
             if svg is None:
