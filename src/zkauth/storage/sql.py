@@ -368,6 +368,17 @@ def _consume_or_rewrite_decoy() -> Executable:
 
 
 _CONSUME_OR_DECOY: Final = _consume_or_rewrite_decoy()
+# A client's unconsumed challenge (at most one: the live-challenge index), and unexpired.
+_CLIENTS_UNCONSUMED: Final = (
+    challenges.c.client_id == bindparam("b_client"),
+    challenges.c.consumed_at.is_(None),
+)
+_UNEXPIRED: Final = challenges.c.expires_at > bindparam("b_now", type_=challenges.c.expires_at.type)
+_LIVE: Final = (challenges.c.challenge_id == bindparam("b_id"), *_CLIENTS_UNCONSUMED, _UNEXPIRED)
+# The decoy's live challenge, the stand-in row (``real`` false) of a read that finds nothing.
+_DECOYS: Final = select(*challenges.c, false().label("real")).where(
+    challenges.c.client_id == literal(DECOY_CLIENT_ID), challenges.c.consumed_at.is_(None)
+)
 # Several reads at once (PostgreSQL): the unconsumed challenges of the ids asked for, each checked
 # against its question's client and time afterwards, and the decoy's live challenge.
 _FIND_MANY: Final = union_all(
@@ -376,26 +387,14 @@ _FIND_MANY: Final = union_all(
         == any_(bindparam("b_ids", type_=postgresql.ARRAY(challenges.c.challenge_id.type))),
         challenges.c.consumed_at.is_(None),
     ),
-    select(*challenges.c, false().label("real")).where(
-        challenges.c.client_id == literal(DECOY_CLIENT_ID), challenges.c.consumed_at.is_(None)
-    ),
-)
-_LIVE: Final = (
-    challenges.c.challenge_id == bindparam("b_id"),
-    challenges.c.client_id == bindparam("b_client"),
-    challenges.c.consumed_at.is_(None),
-    challenges.c.expires_at > bindparam("b_now", type_=challenges.c.expires_at.type),
+    _DECOYS,
 )
 # The challenge if live, else the decoy's live challenge (refused challenge requests issue to
 # it), which is read and converted all the same: a miss costs what a hit costs. ``real`` tells;
 # at most one row either way, whatever order the two parts run in.
 _FIND_LIVE: Final = union_all(
     select(*challenges.c, true().label("real")).where(*_LIVE),
-    select(*challenges.c, false().label("real")).where(
-        challenges.c.client_id == literal(DECOY_CLIENT_ID),
-        challenges.c.consumed_at.is_(None),
-        ~exists(select(literal(1)).select_from(challenges).where(*_LIVE)),
-    ),
+    _DECOYS.where(~exists(select(literal(1)).select_from(challenges).where(*_LIVE))),
 )
 # The challenge as it was read, if still live. Its contents are those read: an id is never
 # issued twice (random, and the primary key), and only the issue of a new id rewrites a row.
@@ -413,8 +412,9 @@ _TAKE_DECOY_CHALLENGE: Final = (
     update(challenges)
     .where(
         challenges.c.challenge_id
-        == select(challenges.c.challenge_id).where(*_LIVE[1:3]).scalar_subquery(),
-        *_LIVE[1:],
+        == select(challenges.c.challenge_id).where(*_CLIENTS_UNCONSUMED).scalar_subquery(),
+        *_CLIENTS_UNCONSUMED,
+        _UNEXPIRED,
     )
     .values(consumed_at=bindparam("b_now", type_=challenges.c.consumed_at.type))
     .returning(*challenges.c)
