@@ -38,10 +38,10 @@ class Api:
     container: Container
     clock: FixedClock
 
-    async def enroll(self, client_id: str, cred: Credential | None = None) -> Credential:
-        cred = cred or Credential.generate()
+    async def enrollment(self, client_id: str, cred: Credential) -> httpx.Response:
+        """The answer to enrolling ``cred`` under ``client_id`` with its proof of possession."""
         proof = prove(cred, PossessionStatement(cred.commitment, client_id))
-        response = await self.http.post(
+        return await self.http.post(
             "/v1/clients",
             json={
                 "clientIdentifier": client_id,
@@ -49,6 +49,10 @@ class Api:
                 "proofOfPossession": b64(proof),
             },
         )
+
+    async def enroll(self, client_id: str, cred: Credential | None = None) -> Credential:
+        cred = cred or Credential.generate()
+        response = await self.enrollment(client_id, cred)
         assert response.status_code == 201, response.text
         return cred
 

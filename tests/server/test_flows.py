@@ -41,16 +41,7 @@ async def test_full_login_and_resource_flow(api: Api) -> None:
 
 
 async def test_enrollment_returns_reference_and_location(api: Api) -> None:
-    cred = Credential.generate()
-    proof = prove(cred, PossessionStatement(cred.commitment, "alice"))
-    response = await api.http.post(
-        "/v1/clients",
-        json={
-            "clientIdentifier": "alice",
-            "commitment": b64(cred.commitment.encode()),
-            "proofOfPossession": b64(proof),
-        },
-    )
+    response = await api.enrollment("alice", Credential.generate())
     assert response.status_code == 201
     assert response.headers["location"] == "/v1/clients/alice"
     assert response.json()["clientIdentifier"] == "alice"
@@ -277,29 +268,37 @@ async def test_introspection(api: Api) -> None:
     assert revoked.json() == {"active": False}
 
 
-async def test_a_challenges_and_a_logins_answers_are_their_models_with_ratelimit_headers(
-    api: Api,
-) -> None:
-    """The 200s of a challenge request and of a verification: their response models' fields
-    only, in order, as compact JSON with timestamps as RFC 3339 UTC, and, like every answer
-    that is not a refusal, the RateLimit headers."""
-    cred = await api.enroll("header-agent")
+async def test_successful_answers_are_their_models_with_ratelimit_headers(api: Api) -> None:
+    """The answers that are not refusals (an enrollment's 201; the 200s of a challenge request,
+    a verification, a resource and a rotation): their response models' fields only, in order,
+    as compact JSON with timestamps as RFC 3339 UTC, and the RateLimit headers."""
+    old = Credential.generate()
+    enrolled = await api.enrollment("alice", old)
     cb = channel()
-    challenge = await api.challenge("header-agent", cb)
+    challenge = await api.challenge("alice", cb)
     ch = challenge.json()
-    login = await api.verify("header-agent", ch, api.login_proof(cred, "header-agent", ch, cb), cb)
+    login = await api.verify("alice", ch, api.login_proof(old, "alice", ch, cb), cb)
+    token = login.json()["accessToken"]
+    resource = await api.resource(token, cb, "ledger")
+    headers, body = await _rotate(api, old, Credential.generate(), token, cb)
+    rotation = await api.http.put("/v1/clients/alice/commitment", headers=headers, json=body)
     fields = {
-        "challengeId nonce channelBinding expiresAt protocolVersion": challenge,
-        "accessToken tokenType expiresAt expiresIn": login,
+        "referenceId clientIdentifier": (enrolled, 201),
+        "challengeId nonce channelBinding expiresAt protocolVersion": (challenge, 200),
+        "accessToken tokenType expiresAt expiresIn": (login, 200),
+        "resourceId clientIdentifier audience data": (resource, 200),
+        "rotatedAt": (rotation, 200),
     }
     shape = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-    for names, response in fields.items():
-        assert response.status_code == 200
+    for names, (response, status) in fields.items():
+        assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/json"
         body = response.json()
         assert list(body) == names.split()
         assert response.content == json.dumps(body, separators=(",", ":")).encode()
-        assert shape.fullmatch(body["expiresAt"])
+        for stamp in ("expiresAt", "rotatedAt"):
+            assert stamp not in body or shape.fullmatch(body[stamp])
         policy = response.headers["ratelimit-policy"]
         assert policy.startswith('"') and response.headers["ratelimit"].startswith(policy[:4])
         assert int(response.headers["content-length"]) == len(response.content)
+    assert enrolled.headers["location"] == "/v1/clients/alice"

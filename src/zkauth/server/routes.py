@@ -146,7 +146,10 @@ async def enroll(body: s.EnrollmentRequest, request: Request, response: Response
         context(request),
     )
     response.headers["Location"] = f"/v1/clients/{client.client_id}"
-    return s.EnrollmentResponse(referenceId=client.reference_id, clientIdentifier=client.client_id)
+    answer = s.EnrollmentResponse(
+        referenceId=client.reference_id, clientIdentifier=client.client_id
+    )
+    return _encoded(answer, response, 201)
 
 
 @router.post(
@@ -198,13 +201,13 @@ async def verify(body: s.VerifyRequest, request: Request, response: Response) ->
     return _encoded(answer, response)
 
 
-def _encoded(answer: BaseModel, response: Response) -> Response:
+def _encoded(answer: BaseModel, response: Response, status: int = 200) -> Response:
     """``answer`` encoded here, once, with the headers set on ``response`` (the guard's
-    RateLimit headers). Returned as a model, it would be validated again and encoded through
-    FastAPI's generic path: several microseconds more on the path that succeeds than on the
-    refusals it must not be told from (``make bench-timing``). The same bytes either way
-    (tests/server/test_flows.py)."""
-    sent = Response(answer.model_dump_json().encode(), media_type="application/json")
+    RateLimit headers, an enrollment's Location). Returned as a model, it would be validated
+    again and encoded through FastAPI's generic path: several microseconds more on the path
+    that succeeds than on the refusals it must not be told from (``make bench-timing``). The
+    same bytes either way (tests/server/test_flows.py)."""
+    sent = Response(answer.model_dump_json().encode(), status, media_type="application/json")
     sent.headers.raw.extend(response.headers.raw)
     return sent
 
@@ -225,12 +228,13 @@ async def resource(resource_id: ClientIdPath, request: Request, response: Respon
     claims = await c.access.authorize(
         token, header_binding(request.headers.get("x-channel-binding"))
     )
-    return s.ResourceResponse(
+    answer = s.ResourceResponse(
         resourceId=resource_id,
         clientIdentifier=claims.subject,
         audience=claims.audience,
         data={"message": f"protected resource {resource_id}"},
     )
+    return _encoded(answer, response)
 
 
 @router.put(
@@ -260,7 +264,7 @@ async def rotate(
         raise Refused()
     claims = c.access.check_token(token, binding)  # the client's standing: rotate's checklist
     rotated_at = await c.lifecycle.rotate(request_, claims, context(request))
-    return s.RotationResponse(rotatedAt=rotated_at)
+    return _encoded(s.RotationResponse(rotatedAt=rotated_at), response)
 
 
 @router.delete(
