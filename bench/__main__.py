@@ -87,12 +87,13 @@ QUICK: Final = Budget(concurrency=(1, 8), closed_seconds=0.4, warmup_seconds=0.1
 
 
 def _plan(budget: Budget, url: str, pid: int, flows: Sequence[str], *, open_seconds: float,
-          soak_flow: str | None = None, soak_seconds: float = 0.0) -> Plan:  # fmt: skip
+          workers: int = 1, soak_flow: str | None = None,
+          soak_seconds: float = 0.0) -> Plan:  # fmt: skip
     return Plan(
-        url=url, flows=tuple(flows), server_pid=pid, concurrency=budget.concurrency,
-        closed_seconds=budget.closed_seconds, warmup_seconds=budget.warmup_seconds,
-        open_seconds=open_seconds, open_connections=budget.open_connections,
-        soak_flow=soak_flow, soak_seconds=soak_seconds,
+        url=url, flows=tuple(flows), server_pid=pid, server_workers=workers,
+        concurrency=budget.concurrency, closed_seconds=budget.closed_seconds,
+        warmup_seconds=budget.warmup_seconds, open_seconds=open_seconds,
+        open_connections=budget.open_connections, soak_flow=soak_flow, soak_seconds=soak_seconds,
     )  # fmt: skip
 
 
@@ -141,7 +142,8 @@ def run(
             try:
                 with backends.deployment(key, tmp) as server:
                     plan = _plan(budget, server.url, server.pid, flows,
-                                 open_seconds=budget.open_seconds, soak_flow=FULL_FLOW,
+                                 open_seconds=budget.open_seconds, workers=server.workers,
+                                 soak_flow=FULL_FLOW,
                                  soak_seconds=soak)  # fmt: skip
                     report = run_load(plan, _prefixed(say, key))
                 measured.append(Backend(key, report))

@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Final
@@ -133,7 +134,7 @@ def sqlite(tmp: Path, workers: int = 1) -> Iterator[ServerProcess]:
     root.mkdir(parents=True, exist_ok=True)
     with server_process(root / "data", "--workers", str(workers), env=GENEROUS_LIMITS,
                         log=root / "server.log") as server:  # fmt: skip
-        yield server
+        yield replace(server, workers=workers)
 
 
 @contextmanager
@@ -157,7 +158,7 @@ def postgres_redis(tmp: Path, workers: int = 2) -> Iterator[ServerProcess]:
             root / "data", "--workers", str(workers), "--database-url", url,
             "--redis-url", REDIS_URL, "--upgrade-db", env=env, log=root / "server.log",
         ) as server:  # fmt: skip
-            yield server
+            yield replace(server, workers=workers)
 
 
 def deployment(

@@ -55,6 +55,35 @@ def rss_kib(pids: Iterable[int]) -> int:
     return total
 
 
+def connection_owners(pids: Iterable[int], port: int) -> dict[int, int]:
+    """Which of ``pids`` holds each established IPv4 TCP connection to local ``port``: the
+    peer's port → the pid. Empty where ``/proc`` cannot be read."""
+    sockets = {}  # "socket:[inode]" -> the peer's port
+    try:
+        rows = (_PROC / "net" / "tcp").read_text().splitlines()[1:]
+    except OSError:
+        return {}
+    for row in rows:
+        fields = row.split()
+        local, peer, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and int(local.rpartition(":")[2], 16) == port:  # 01: ESTABLISHED
+            sockets[f"socket:[{inode}]"] = int(peer.rpartition(":")[2], 16)
+    owners = {}
+    for pid in pids:
+        try:
+            entries = list((_PROC / str(pid) / "fd").iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                target = os.readlink(entry)
+            except OSError:
+                continue
+            if target in sockets:
+                owners[sockets[target]] = pid
+    return owners
+
+
 def machine_seconds() -> tuple[float, float, float]:
     """CPU time (s) of the whole machine from the first line of ``/proc/stat``: time spent in
     processes (user, nice, system: every process and its syscalls), in interrupts (irq and

@@ -44,6 +44,8 @@ class ServerProcess:
     url: str
     port: int
     process: subprocess.Popen[bytes]
+    #: Worker processes sharing the listening socket (as the deployment asked for them).
+    workers: int = 1
 
     @property
     def pid(self) -> int:

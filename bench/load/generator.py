@@ -53,7 +53,8 @@ async def _flows(
 ) -> list[FlowReport]:
     """Every flow of the plan in turn: its closed-loop levels, then its open loop."""
     reports = []
-    session = Session(port, plan.precompute_workers, log)
+    server = (plan.server_pid, plan.server_workers)
+    session = Session(port, plan.precompute_workers, log, server=server)
     in_flight = max(*plan.concurrency, plan.open_connections)
     try:
         for name in plan.flows:

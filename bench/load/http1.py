@@ -90,6 +90,14 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    @property
+    def local_port(self) -> int | None:
+        """This end's port (which tells the server's side of the connection apart)."""
+        if self._transport is None:
+            return None
+        name = self._transport.get_extra_info("sockname")
+        return int(name[1]) if name else None
+
 
 async def connect(port: int) -> Connection:
     """A new connection to ``127.0.0.1:port``."""

@@ -31,6 +31,8 @@ class Plan:
     flows: tuple[str, ...]
     #: The server's process: its tree is watched for CPU and memory.
     server_pid: int
+    #: How many worker processes share its listening socket (connections are balanced over them).
+    server_workers: int = 1
     concurrency: tuple[int, ...] = (1, 4, 16, 64)
     closed_seconds: float = 1.5
     #: Each closed-loop phase runs this long before its window opens (connections are warm).

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from bench.load.http1 import Connection, HttpError, b64, connect, get, post
+from bench.proc import connection_owners, tree
 from zkauth.crypto import (
     Credential,
     LoginStatement,
@@ -35,6 +36,8 @@ from zkauth.protocol import LOGIN_TAG_TEXT
 _SETUP_CONNECTIONS: Final = 16
 #: Pause between opening two connections of a phase (see :meth:`Session.connect_many`).
 _CONNECT_GAP: Final = 0.002
+#: Connections opened, at most, beyond a phase's count to spread it evenly over the workers.
+_BALANCE_EXTRA: Final = 64
 #: Work sent to the precompute processes in chunks of this many items.
 _CHUNK: Final = 128
 
@@ -143,14 +146,35 @@ def parse_challenge(status: int, body: bytes) -> tuple[str, bytes]:
 T = TypeVar("T")
 
 
+def even_share(groups: Sequence[list[T]], count: int, workers: int) -> list[T] | None:
+    """``count`` items taken from ``groups`` (one per worker) so that ``workers`` of them give
+    ``count // workers`` or one more each; ``None`` if they hold too few for that."""
+    floor, rest = divmod(count, workers)
+    largest = sorted(groups, key=len, reverse=True)[:workers]
+    largest += [[] for _ in range(workers - len(largest))]
+    need = [floor + 1] * rest + [floor] * (workers - rest)
+    if any(len(group) < n for group, n in zip(largest, need, strict=True)):
+        return None
+    return [item for group, n in zip(largest, need, strict=True) for item in group[:n]]
+
+
 class Session:
     """The generator's state against one server: the precompute pool, the clients enrolled so
     far, and helpers for untimed set-up requests."""
 
-    def __init__(self, port: int, workers: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        port: int,
+        workers: int,
+        log: Callable[[str], None],
+        server: tuple[int, int] | None = None,
+    ) -> None:
+        """``workers``: precompute processes; ``server``: the server's pid and its number of
+        worker processes, to spread each phase's connections over them."""
         self.port = port
         self.workers = workers
         self.log = log
+        self._server = server
         self.pool: ProcessPoolExecutor | None = None
         self.prefix = f"lg{secrets.token_hex(4)}"
         self.clients: list[Client] = []
@@ -166,20 +190,51 @@ class Session:
         return await connect(self.port)
 
     async def connect_many(self, count: int) -> list[Connection]:
-        """``count`` connections, a few milliseconds apart, each answered once before the next.
+        """``count`` connections, spread evenly over the server's workers.
 
-        With ``--workers N`` the workers share one listening socket and the first to wake takes
-        every pending connection: a burst of connects lands on one worker, which keep-alive then
-        pins (one worker saturated, the others idle). Clients arrive spread out in practice;
-        opening connections one at a time, with a request on each, lets the workers take turns.
+        With ``--workers N`` the workers share one listening socket and whichever takes a new
+        connection first keeps it (keep-alive pins it there), so connections opened one after
+        another can pile up on one worker: 4 of 4, then 3 of 4, on one of two workers, measured
+        before this balancing. Each connection is opened and answered once, a few milliseconds
+        apart; with several workers the owner of each is then read from ``/proc``, more are
+        opened while some worker holds fewer than its share, and the surplus is closed (shares
+        differ by one at most). If :data:`_BALANCE_EXTRA` more connections do not get there,
+        or ``/proc`` does not tell, the phase goes on with the first ``count``, and says so.
         """
-        connections = []
-        for _ in range(count):
-            connection = await self.connect()
-            await connection.request(get("/health"))
-            connections.append(connection)
-            await asyncio.sleep(_CONNECT_GAP)
-        return connections
+        connections = [await self._opened() for _ in range(count)]
+        if self._server is None or self._server[1] < 2 or count < 2:
+            return connections
+        return await self._balanced(connections, count)
+
+    async def _opened(self) -> Connection:
+        connection = await self.connect()
+        await connection.request(get("/health"))
+        await asyncio.sleep(_CONNECT_GAP)
+        return connection
+
+    async def _balanced(self, opened: list[Connection], count: int) -> list[Connection]:
+        assert self._server is not None
+        pid, workers = self._server
+        chosen: list[Connection] | None = None
+        for extra in range(_BALANCE_EXTRA + 1):
+            owners = connection_owners(tree(pid), self.port)
+            if not owners:
+                break
+            groups: dict[int | None, list[Connection]] = {}
+            for connection in opened:
+                groups.setdefault(owners.get(connection.local_port or 0), []).append(connection)
+            groups.pop(None, None)
+            chosen = even_share(list(groups.values()), count, workers)
+            if chosen is not None or extra == _BALANCE_EXTRA:
+                break
+            opened.append(await self._opened())
+        if chosen is None:
+            self.log(f"could not spread {count} connections evenly over {workers} workers")
+            chosen = opened[:count]
+        for connection in opened:
+            if connection not in chosen:
+                connection.close()
+        return chosen
 
     async def _parallel(self, fn: Callable[..., list[T]], chunks: list[tuple[Any, ...]]) -> list[T]:
         """``fn`` over ``chunks``: here for one chunk, else in the pool (started on first use)."""
