@@ -45,6 +45,7 @@ async def main():
     await server.serve_forever()
 
 if sys.argv[2] == "gated":
+    print("gated", flush=True)
     sys.stdin.buffer.read(1)
 asyncio.run(main())
 """
@@ -52,8 +53,8 @@ asyncio.run(main())
 
 @contextmanager
 def two_workers() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Two worker processes on one listening socket: the first serving, the second gated (its
-    stdin, returned, lets it start). Yields the port."""
+    """Two worker processes on one listening socket: the first serving, the second started but
+    not yet accepting. Yields the port and the second, whose stdin lets it accept."""
     listener = socket.create_server(("127.0.0.1", 0))
     fd = listener.fileno()
     workers = [
@@ -66,8 +67,9 @@ def two_workers() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         for mode in ("open", "gated")
     ]
     try:
-        assert workers[0].stdout is not None
+        assert workers[0].stdout is not None and workers[1].stdout is not None
         assert workers[0].stdout.readline() == b"serving\n"
+        assert workers[1].stdout.readline() == b"gated\n"
         yield listener.getsockname()[1], workers[1]
     finally:
         for worker in workers:
