@@ -78,7 +78,7 @@ def two_workers() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         listener.close()
 
 
-def test_connections_pile_on_one_worker_are_spread_over_both() -> None:
+def test_connections_piled_on_one_worker_are_spread_over_both() -> None:
     """The first connections all land on the only worker accepting; the second starts accepting
     while the generator opens more, and the phase ends with two connections on each."""
     with two_workers() as (port, gated):
