@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="CIDRs of reverse proxies whose X-Forwarded-For is believed",
+        description="CIDRs of reverse proxies whose X-Forwarded-For and -Proto are believed",
     )
     audit_retention_days: int | None = Field(
         None,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.server.conftest import Api, b64, channel
+from zkauth.config import Settings
+from zkauth.server.app import create_app
 
 
 async def test_health_and_security_headers(api: Api) -> None:
@@ -22,6 +27,46 @@ async def test_health_and_security_headers(api: Api) -> None:
 async def test_hsts_when_the_request_arrived_over_tls(api: Api) -> None:
     response = await api.http.get("https://testserver/health")
     assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def _health(app: FastAPI, peer: str, **headers: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://zkauth") as http:
+        return await http.get("/health", headers=headers)
+
+
+async def test_the_servers_own_factory_reads_hsts_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``zkauth serve`` has uvicorn call ``create_app()`` with no arguments in each worker: the
+    environment's settings apply to the middleware too."""
+    monkeypatch.setenv("ZKAUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ZKAUTH_HSTS", "true")
+    assert "strict-transport-security" in (await _health(create_app(), "192.0.2.1")).headers
+    monkeypatch.setenv("ZKAUTH_HSTS", "false")
+    assert "strict-transport-security" not in (await _health(create_app(), "192.0.2.1")).headers
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "hsts"),
+    [
+        ("10.1.2.3", "https", True),
+        ("10.1.2.3", "HTTPS ", True),
+        ("10.1.2.3", "http, https", True),  # the nearest proxy's value is the last
+        ("10.1.2.3", "https, http", False),
+        ("10.1.2.3", "http", False),
+        ("10.1.2.3", None, False),
+        ("203.0.113.5", "https", False),  # not a trusted proxy: its header means nothing
+    ],
+)
+async def test_hsts_when_a_trusted_proxy_received_the_request_over_tls(
+    tmp_path: Path, peer: str, forwarded: str | None, hsts: bool
+) -> None:
+    app = create_app(Settings(data_dir=tmp_path, trusted_proxies=["10.0.0.0/8"]))
+    headers = {} if forwarded is None else {"X-Forwarded-Proto": forwarded}
+    response = await _health(app, peer, **headers)
+    assert response.status_code == 200
+    assert ("strict-transport-security" in response.headers) is hsts
 
 
 async def test_body_over_64_kib_is_413_and_the_server_keeps_serving(api: Api) -> None:

@@ -66,6 +66,20 @@ def test_serve_refuses_production_without_admin_with_exit_code_4(tmp_path: Path)
     assert "admin credential" in result.output
 
 
+def test_serve_sends_hsts_as_configured(tmp_path: Path) -> None:
+    """The settings ``zkauth serve`` passes its workers reach the security headers: HSTS for a
+    request a trusted proxy says it received over TLS, and for every request with
+    ``ZKAUTH_HSTS``."""
+    env = {"ZKAUTH_TRUSTED_PROXIES": '["127.0.0.1"]', **GENEROUS_LIMITS}
+    with running_server(tmp_path / "proxied", env=env) as url:
+        forwarded = httpx.get(f"{url}/health", headers={"X-Forwarded-Proto": "https"})
+        plain = httpx.get(f"{url}/health")
+    assert "strict-transport-security" in forwarded.headers
+    assert "strict-transport-security" not in plain.headers
+    with running_server(tmp_path / "always", env={"ZKAUTH_HSTS": "true"}) as url:
+        assert "strict-transport-security" in httpx.get(f"{url}/health").headers
+
+
 def test_admin_alerts_and_revoke_commands_against_a_real_server(tmp_path: Path) -> None:
     token = "t" * 40
     env = {"ZKAUTH_ADMIN_TOKEN": token, **GENEROUS_LIMITS}

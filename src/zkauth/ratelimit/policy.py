@@ -16,7 +16,7 @@ import functools
 import hashlib
 import ipaddress
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -221,6 +221,18 @@ class RateLimits:
     def headers(decision: Decision) -> dict[str, str]:
         """See :func:`headers`."""
         return headers(decision)
+
+
+def proxy_trust(trusted_proxies: Sequence[str]) -> Callable[[str | None], bool]:
+    """Whether a peer (an address as :func:`parse_ip` reads it) is one of ``trusted_proxies``
+    (CIDRs or single addresses; a malformed one is a ``ConfigurationError`` here)."""
+    networks = tuple(_parse_network(cidr) for cidr in trusted_proxies)
+
+    def trusted(peer: str | None) -> bool:
+        address = parse_ip(peer)
+        return address is not None and any(address in network for network in networks)
+
+    return trusted
 
 
 def _parse_network(cidr: str) -> IPNetwork:

@@ -17,6 +17,7 @@ from zkauth.bootstrap import Container, build
 from zkauth.config import Settings, load_settings
 from zkauth.errors import ZkAuthError
 from zkauth.observability import Metrics, configure_logging
+from zkauth.ratelimit.policy import proxy_trust
 from zkauth.server.middleware import BodyRules, InternalErrors, SecurityHeaders
 from zkauth.server.problems import (
     http_error_handler,
@@ -35,7 +36,14 @@ every authentication refusal of an endpoint is identical whatever its cause.
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
     """Build the app. With ``container`` the caller owns it (tests); otherwise the app builds one
-    from ``settings`` (default: the environment) at start-up and closes it at shutdown."""
+    from ``settings`` (default: the environment, read here) at start-up and closes it at
+    shutdown."""
+    if container is None and settings is None:
+        # The server's own factory (uvicorn calls it with no arguments, in every worker): the
+        # middleware below needs the settings now, before the lifespan runs.
+        settings = load_settings()
+    active = container.settings if container is not None else settings
+    assert active is not None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +53,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             return
         # The real server (also each worker process): logs become JSON lines.
         configure_logging()
-        built = await build(settings or load_settings(), metrics=metrics)
+        built = await build(active, metrics=metrics)
         app.state.container = built
         # What start-up made (modules, routes, the container: ~150k objects) lives as long as
         # the process, and requests make no cyclic garbage. Left to the collector, each full
@@ -78,12 +86,15 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    hsts = bool(settings and settings.hsts) or bool(container and container.settings.hsts)
     # Middleware is built before the lifespan runs, so the metrics object must exist now: the
     # container adopts it when the app builds its own.
     metrics = container.metrics if container is not None else Metrics()
     app.add_middleware(BodyRules)
-    app.add_middleware(SecurityHeaders, always_hsts=hsts)
+    app.add_middleware(
+        SecurityHeaders,
+        always_hsts=active.hsts,
+        trusted_proxy=proxy_trust(active.trusted_proxies) if active.trusted_proxies else None,
+    )
     app.add_middleware(Telemetry, metrics=metrics)
     # Added last, so outermost of ours: it also catches what the middleware above might raise.
     app.add_middleware(InternalErrors)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,17 +65,27 @@ class InternalErrors:
 
 
 class SecurityHeaders:
-    """Adds the security headers to every response; HSTS when the request came over TLS."""
+    """Adds the security headers to every response; HSTS when the request came over TLS: to
+    this server, or to the trusted proxy it came through (``X-Forwarded-Proto: https`` from a
+    peer that ``trusted_proxy`` accepts; the value the nearest proxy appended, when it is a
+    list), or always (``always_hsts``)."""
 
-    def __init__(self, app: ASGIApp, *, always_hsts: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        always_hsts: bool = False,
+        trusted_proxy: Callable[[str | None], bool] | None = None,
+    ) -> None:
         self.app = app
         self.always_hsts = always_hsts
+        self.trusted_proxy = trusted_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hsts = self.always_hsts or scope.get("scheme") == "https"
+        hsts = self.always_hsts or scope.get("scheme") == "https" or self._forwarded_tls(scope)
         extra = _WITH_HSTS if hsts else _SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
@@ -83,6 +94,18 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _forwarded_tls(self, scope: Scope) -> bool:
+        if self.trusted_proxy is None:
+            return False
+        client = scope.get("client")
+        if not client or not self.trusted_proxy(client[0]):
+            return False
+        proto = b""
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                proto = value
+        return proto.rpartition(b",")[2].strip().lower() == b"https"
 
 
 class BodyRules:
