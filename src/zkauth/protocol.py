@@ -50,6 +50,20 @@ def check_client_id(client_id: str) -> bytes:
     return client_id.encode("ascii")
 
 
+#: The challenge ids the server issues are ``ch_`` and base64url; a request's may be no other.
+CHALLENGE_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+_CHALLENGE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def check_challenge_id(challenge_id: str) -> str:
+    """Return ``challenge_id`` if it could be one the server issued, else raise
+    :class:`ProtocolError`: malformed input, refused before any store reads it (a NUL, which
+    PostgreSQL cannot hold, would fail the shared read of every request beside it)."""
+    if not isinstance(challenge_id, str) or _CHALLENGE_ID_RE.fullmatch(challenge_id) is None:
+        raise ProtocolError(f"challenge id must match {CHALLENGE_ID_PATTERN}")
+    return challenge_id
+
+
 def check_nonce(nonce: bytes) -> bytes:
     if len(nonce) != NONCE_SIZE:
         raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes")

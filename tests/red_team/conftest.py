@@ -124,6 +124,16 @@ class RedApi(Api):
         client_id = self.new_id(prefix)
         return client_id, await self.enroll(client_id)
 
+    async def pending_login(
+        self, prefix: str = "victim"
+    ) -> tuple[str, Credential, bytes, dict[str, Any], bytes]:
+        """A fresh client, a channel binding, a live challenge and the valid proof for it (not
+        sent yet)."""
+        client_id, cred = await self.fresh(prefix)
+        cb = channel()
+        ch = await self.issued(client_id, cb)
+        return client_id, cred, cb, ch, self.login_proof(cred, client_id, ch, cb)
+
     async def enroll_raw(self, client_id: str, commitment: bytes, pop: bytes) -> httpx.Response:
         return await self.http.post(
             "/v1/clients",

@@ -244,10 +244,7 @@ async def test_rt32_json_with_extra_fields_is_400(
 
 
 async def test_rt32_extra_fields_consume_no_challenge(api: RedApi) -> None:
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     response = await api.verify_with(client_id, ch, proof, cb, {"isAdmin": True})
     assert_problem(response, 400)
     assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
@@ -459,3 +456,48 @@ async def test_rt33_crlf_in_client_identifier_is_400_without_header_injection(
     quoted = quote(identifier, safe="")
     response = await api.http.get(f"/v1/resources/{quoted}")
     assert_problem(response, 400)
+
+
+BAD_CHALLENGE_IDS: Final = [
+    "ch_x\u0000", "ch x", "ch_\u00e9", "ch/../x", "ch_x\n", "a" * 129, "../" * 40,
+    "' OR '1'='1", "%", "",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("challenge_id", BAD_CHALLENGE_IDS)
+async def test_rt33_challenge_ids_outside_the_pattern_are_400_and_consume_nothing(
+    api: RedApi, challenge_id: str
+) -> None:
+    """A challenge id is one the server issued (``ch_`` and base64url): anything else is
+    malformed input, a 400 before any store sees it (PostgreSQL cannot even hold a NUL)."""
+    client_id, cred, cb, ch, proof = await api.pending_login()
+    verify = await api.verify_with(client_id, ch, proof, cb, {"challengeId": challenge_id})
+    assert_problem(verify, 400)
+    token = await api.login(client_id, cred, cb)
+    ch = await api.issued(client_id, cb)
+    body = api.rotation_body(client_id, cred, Credential.generate(), ch, cb)
+    rotation = await api.rotate(client_id, {**body, "challengeId": challenge_id}, token, cb)
+    assert_problem(rotation, 400)
+    # Nothing was consumed or counted: the live challenge still logs in.
+    assert (
+        await api.verify(client_id, ch, api.login_proof(cred, client_id, ch, cb), cb)
+    ).status_code == 200
+
+
+async def test_rt33_a_malformed_challenge_id_does_not_fail_the_logins_beside_it(
+    api: RedApi,
+) -> None:
+    """Reads of one round of the event loop share a statement on PostgreSQL: a request that
+    could fail that statement would fail every login in it."""
+    logins = []
+    for _ in range(8):
+        client_id, _, cb, ch, proof = await api.pending_login()
+        logins.append((client_id, ch, proof, cb))
+    attacker_id, _, cb, ch, proof = await api.pending_login("attacker")
+    bad = {"challengeId": ch["challengeId"] + "\u0000"}
+    answers = await asyncio.gather(
+        api.verify_with(attacker_id, ch, proof, cb, bad),
+        *(api.verify(*login) for login in logins),
+    )
+    assert_problem(answers[0], 400)
+    assert [a.status_code for a in answers[1:]] == [200] * len(logins)

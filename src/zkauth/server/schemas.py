@@ -16,7 +16,7 @@ from typing import Annotated, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from zkauth.errors import ProtocolError
-from zkauth.protocol import CLIENT_ID_PATTERN
+from zkauth.protocol import CHALLENGE_ID_PATTERN, CLIENT_ID_PATTERN
 
 _B64_RE: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
@@ -82,7 +82,7 @@ class ChallengeResponse(_Body):
 
 class VerifyRequest(_Body):
     clientIdentifier: ClientIdField  # noqa: N815
-    challengeId: str = Field(min_length=1, max_length=128)  # noqa: N815
+    challengeId: str = Field(pattern=CHALLENGE_ID_PATTERN, max_length=128)  # noqa: N815
     proof: B64 = Field(description="A ‖ z_s ‖ z_r, 96 bytes (PROTOCOL.md §4)")
     channelBinding: B64  # noqa: N815
     domainSeparationTag: str = Field(max_length=128, examples=["2FApi-v1.0-Sigma"])  # noqa: N815
@@ -104,7 +104,7 @@ class ResourceResponse(_Body):
 
 
 class RotationRequest(_Body):
-    challengeId: str = Field(min_length=1, max_length=128)  # noqa: N815
+    challengeId: str = Field(pattern=CHALLENGE_ID_PATTERN, max_length=128)  # noqa: N815
     currentProof: B64 = Field(description="proof with the current secret (PROTOCOL.md §3.4)")  # noqa: N815
     newCommitment: B64  # noqa: N815
     newCommitmentProof: B64 = Field(description="proof with the new secret")  # noqa: N815

@@ -17,7 +17,7 @@ from typing import Final
 
 from zkauth.crypto import Credential, Point, RotationStatement, verify
 from zkauth.errors import EncodingError, Refused
-from zkauth.protocol import NONCE_SIZE, check_client_id
+from zkauth.protocol import NONCE_SIZE, check_challenge_id, check_client_id
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext, Transaction
 from zkauth.service.decoy import DECOY_CLIENT_ID, decoy_failure
 from zkauth.service.lockout import refusal_for
@@ -60,6 +60,7 @@ class Lifecycle:
         binding); whether its client may still act is part of this checklist.
         """
         check_client_id(request.client_id)
+        check_challenge_id(request.challenge_id)
         now = self._clock.now()
         async with self._audit.transaction() as tx:
             reason = await _checklist(tx, request, claims, now)

@@ -24,7 +24,7 @@ from typing import Final
 
 from zkauth.crypto import Credential, LoginStatement, Point, verify
 from zkauth.errors import ProtocolError, Refused
-from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_client_id
+from zkauth.protocol import LOGIN_TAG_TEXT, NONCE_SIZE, check_challenge_id, check_client_id
 from zkauth.service import lockout
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
 from zkauth.service.decoy import DECOY_CLIENT_ID
@@ -69,6 +69,7 @@ class Verification:
     ) -> IssuedToken:
         # Input validation first: a 400 consumes nothing and changes nothing.
         check_client_id(client_id)
+        check_challenge_id(challenge_id)
         audience = self._policy.default_audience if audience is None else audience
         if audience not in self._policy.audiences:
             raise ProtocolError("unknown targetAudience")
