@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zkauth.crypto import Credential
 from zkauth.errors import ConfigurationError, RateLimited
 from zkauth.ratelimit import (
     DEFAULT_GLOBAL_RULE,
@@ -229,10 +231,30 @@ async def test_the_most_restrictive_decision_is_returned() -> None:
     assert decision.remaining == 9
 
 
-async def test_hostile_client_ids_make_bounded_keys() -> None:
-    policy = limits()
-    for client_id in ["x" * 100_000, "\ud800", "a\nb"]:
-        assert (await policy.check("192.0.2.1", client_id, NOW)).allowed
+class _KeyRecorder(MemoryRateLimiter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    async def hit_all(self, checks: Sequence[tuple[str, Rule]], now: float) -> list[Decision]:
+        self.keys += [key for key, _ in checks]
+        return await super().hit_all(checks, now)
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    ["x" * 100_000, "\ud800", "a\nb", Credential.generate().encode(), "..", "a b"],
+)
+async def test_what_is_not_a_client_identifier_is_hashed_into_its_key(client_id: str) -> None:
+    """Not even a pasted credential string (PROTOCOL.md §1.3) reaches the limiter's keys."""
+    limiter = _KeyRecorder()
+    policy = RateLimits(limiter)
+    assert (await policy.check("192.0.2.1", client_id, NOW)).allowed
+    key = limiter.keys[1]
+    assert key.startswith("client:sha256:") and len(key) == len("client:sha256:") + 64
+    assert client_id not in key
+    assert (await policy.check("192.0.2.1", "alice", NOW)).allowed
+    assert limiter.keys[-2] == "client:alice"
 
 
 # --- headers ---------------------------------------------------------------------------------

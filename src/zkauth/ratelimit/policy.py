@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
-from zkauth.errors import ConfigurationError, RateLimited
+from zkauth.errors import ConfigurationError, ProtocolError, RateLimited
+from zkauth.protocol import check_client_id
 from zkauth.ratelimit.ports import Decision, RateLimiter, Rule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -115,7 +116,22 @@ def _parse_address(text: str) -> IPAddress | None:
 def _bounded(text: str) -> str:
     if len(text) <= _MAX_KEY_TEXT and text.isascii() and text.isprintable():
         return text
+    return _hashed(text)
+
+
+def _hashed(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _client_key(client_id: str) -> str:
+    """A client identifier as itself; anything that is not one, hashed: the request will be
+    refused as malformed, and what it sent may be a pasted credential string (PROTOCOL.md
+    §1.3), which no key may hold."""
+    try:
+        check_client_id(client_id)
+    except ProtocolError:
+        return _hashed(client_id)
+    return client_id
 
 
 class RateLimits:
@@ -210,7 +226,7 @@ class RateLimits:
         """
         checks = [(f"ip:{self.ip_key(ip)}", self._per_ip)]
         if client_id is not None:
-            checks.append((f"client:{_bounded(client_id)}", self._per_client))
+            checks.append((f"client:{_client_key(client_id)}", self._per_client))
         checks.append(("global", self._global))
         decisions = await self._limiter.hit_all(checks, now)
         if not decisions[-1].allowed:
