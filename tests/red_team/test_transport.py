@@ -135,6 +135,32 @@ async def test_rt32_form_encoding_is_415_outside_introspection(
     assert_problem(response, 415)
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "Application/X-WWW-Form-Urlencoded",
+        " application/x-www-form-urlencoded",
+        "APPLICATION/X-WWW-FORM-URLENCODED; charset=utf-8",
+    ],
+)
+async def test_rt32_introspection_reads_a_form_whatever_the_case_of_its_media_type(
+    api: RedApi, content_type: str
+) -> None:
+    """Media types are case-insensitive (RFC 9110 §8.3.1): the body rules and the route agree."""
+    client_id, cred = await api.fresh()
+    token = await api.login(client_id, cred, channel())
+    response = await api.http.post(
+        "/v1/introspect",
+        content=f"token={token}".encode(),
+        headers={"content-type": content_type, "authorization": f"Bearer {INTROSPECTION_TOKEN}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+
+
+#: A challenge request that is valid when sent as UTF-8 JSON.
+VALID_CHALLENGE: Final = {"clientIdentifier": "alice", "channelBinding": "A" * 43 + "="}
 MALFORMED: Final = [
     pytest.param(b"", id="empty"),
     pytest.param(b"{", id="truncated"),
@@ -164,6 +190,11 @@ MALFORMED: Final = [
     pytest.param(b"true", id="true"),
     pytest.param(b"{}", id="empty-object"),
     pytest.param('{"a": "é"}'.encode("utf-16"), id="utf16"),
+    pytest.param(json.dumps(VALID_CHALLENGE).encode("utf-16"), id="utf16-valid-document"),
+    pytest.param(json.dumps(VALID_CHALLENGE).encode("utf-32"), id="utf32-valid-document"),
+    pytest.param(b"\xef\xbb\xbf" + json.dumps(VALID_CHALLENGE).encode(), id="bom-valid-document"),
+    pytest.param(b"[" * 33 + b"]" * 33, id="nested-33"),
+    pytest.param(b'{"a":' * 960 + b"1" + b"}" * 960, id="nested-960"),
 ]
 
 

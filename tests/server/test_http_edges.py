@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -189,6 +190,8 @@ async def test_unexpected_errors_are_a_bare_500_with_one_log_line(
         response = await api.challenge("alice", channel())
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
     assert secret not in response.text
     assert "Traceback" not in response.text
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -212,3 +215,52 @@ async def test_metrics_need_the_admin_credential_and_count_refusals(api: Api) ->
         'zkauth_http_requests_total{method="POST",route="/v1/challenges",status="401"} 1.0' in text
     )
     assert "zkauth_http_request_duration_seconds_bucket" in text
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"[" * 33 + b"]" * 33, "the JSON is nested too deeply"),
+        (b'{"a":' * 960 + b"1" + b"}" * 960, "the JSON is nested too deeply"),
+        (b"[" * 60_000, "the JSON is nested too deeply"),
+        ('{"clientIdentifier": "alice"}'.encode("utf-16"), "the body is not UTF-8"),
+        (b'\xef\xbb\xbf{"clientIdentifier": "alice"}', "the body is not valid JSON"),
+    ],
+)
+async def test_the_body_rules_say_what_is_wrong(api: Api, body: bytes, detail: str) -> None:
+    response = await api.http.post(
+        "/v1/challenges", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["detail"]) == ("invalid_json", detail)
+
+
+async def test_nesting_up_to_the_limit_passes_the_body_rules(api: Api) -> None:
+    """32 levels is JSON the middleware lets through: the route's own validation answers."""
+    body = b'{"clientIdentifier": "alice", "channelBinding": ' + b"[" * 31 + b"]" * 31 + b"}"
+    response = await api.http.post(
+        "/v1/challenges", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] != "invalid_json"
+
+
+async def test_a_content_length_that_is_not_a_number_is_400(api: Api) -> None:
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/challenges", "raw_path": b"/v1/challenges",
+        "query_string": b"", "root_path": "", "client": ("192.0.2.1", 1), "server": ("x", 80),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"abc")],
+    }  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["detail"] == "Content-Length is not a number"  # type: ignore[arg-type]

@@ -18,6 +18,9 @@ from zkauth.server.problems import PROBLEM_JSON, problem_body
 log = logging.getLogger("zkauth.server")
 
 MAX_BODY: Final = 64 * 1024
+#: Arrays and objects nest at most this deep in a body (zkauth's own bodies: 2 levels).
+MAX_DEPTH: Final = 32
+_TOO_DEEP: Final = "the JSON is nested too deeply"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 #: Endpoints that also accept a form body (RFC 7662 requires form encoding for introspection).
 FORM_PATHS: Final = frozenset({"/v1/introspect"})
@@ -61,7 +64,9 @@ class InternalErrors:
                 type(exc).__name__, scope["method"], scope["path"],
             )  # fmt: skip
             if not started:
-                await _reject(send, 500, "internal", "Internal Server Error", "internal error")
+                # Outside SecurityHeaders: this answer carries them itself.
+                await _reject(send, 500, "internal", "Internal Server Error", "internal error",
+                              _SECURITY_HEADERS)  # fmt: skip
 
 
 class SecurityHeaders:
@@ -112,8 +117,9 @@ class BodyRules:
     """415 for a non-JSON body, 413 over 64 KiB, 400 for JSON that is not strictly valid.
 
     The body is read here in full (it is at most 64 KiB) and replayed to the app, so the limit
-    holds for chunked uploads too. Strict JSON: no duplicate keys, no NaN/Infinity, bounded depth
-    and number size (json's own limits raise, which becomes a 400, never a 500).
+    holds for chunked uploads too. Strict JSON: UTF-8 without a byte order mark, no duplicate
+    keys, no NaN/Infinity, arrays and objects nested at most :data:`MAX_DEPTH` deep, bounded
+    number size (json's own limits raise, which becomes a 400, never a 500).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -124,14 +130,18 @@ class BodyRules:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        media = media_type(headers.get(b"content-type", b""))
         is_form = media == b"application/x-www-form-urlencoded" and scope["path"] in FORM_PATHS
         if not (media == b"application/json" or media.endswith(b"+json") or is_form):
             await _reject(send, 415, "unsupported_media_type", "Unsupported Media Type",
                           "the body must be application/json")  # fmt: skip
             return
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        if declared is not None and not declared.isdigit():
+            await _reject(send, 400, "invalid_request", "Bad Request",
+                          "Content-Length is not a number")  # fmt: skip
+            return
+        if declared is not None and int(declared) > MAX_BODY:
             await _reject(send, 413, "too_large", "Content Too Large", "the body is over 64 KiB")
             return
         chunks: list[bytes] = []
@@ -180,17 +190,51 @@ def _no_constants(name: str) -> object:
 def _json_problem(body: bytes) -> str | None:
     """``None`` for strictly valid JSON, else a short description safe to return."""
     try:
-        json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        # UTF-8 only (RFC 8259 §8.1): json.loads would guess UTF-16 or UTF-32 from bytes, and
+        # skip a byte order mark.
+        text = body.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
-        return "the JSON is nested too deeply"
+        return _TOO_DEEP
     except ValueError as exc:  # JSONDecodeError, duplicate keys, over-long integers, bad UTF-8
+        if isinstance(exc, UnicodeDecodeError):
+            return "the body is not UTF-8"
         if "duplicate key" in str(exc):
             return "the JSON object has a duplicate key"
         return "the body is not valid JSON"
+    # Counted only where it could matter (a C-speed count first): a document just under the
+    # interpreter's recursion limit here would reach it when the route parses it again.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        return _TOO_DEEP
     return None
 
 
-async def _reject(send: Send, status: int, code: str, title: str, detail: str) -> None:
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest in ``value`` more than ``limit`` levels deep."""
+    todo: list[tuple[object, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            if depth == limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            todo.extend((child, depth + 1) for child in children)
+    return False
+
+
+def media_type(content_type: bytes) -> bytes:
+    """A ``Content-Type`` value's media type, without parameters, in lower case."""
+    return content_type.split(b";")[0].strip().lower()
+
+
+async def _reject(
+    send: Send,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     body = problem_body(status, code, title, detail)
     await send(
         {
@@ -199,6 +243,7 @@ async def _reject(send: Send, status: int, code: str, title: str, detail: str) -
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )

@@ -15,6 +15,7 @@ from zkauth.bootstrap import Container, Role
 from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import CLIENT_ID_PATTERN, PROTOCOL_VERSION
 from zkauth.server import schemas as s
+from zkauth.server.middleware import media_type
 from zkauth.server.schemas import b64, enc
 from zkauth.service.audit import RequestContext
 from zkauth.service.lifecycle import RotationRequest
@@ -302,7 +303,8 @@ async def revoke(client_id: ClientIdPath, request: Request, _: Admin) -> None:
 )
 async def introspect(request: Request, _: Annotated[None, credential(Role.INTROSPECT)]) -> Any:
     c = container(request)
-    token = _token_parameter(await request.body(), request.headers.get("content-type", ""))
+    content_type = media_type(request.headers.get("content-type", "").encode("latin-1"))
+    token = _token_parameter(await request.body(), content_type)
     claims = await c.access.introspect(token)
     if claims is None:
         return s.IntrospectionResponse(active=False)
@@ -319,8 +321,10 @@ async def introspect(request: Request, _: Annotated[None, credential(Role.INTROS
     )
 
 
-def _token_parameter(body: bytes, content_type: str) -> str:
-    if content_type.startswith("application/x-www-form-urlencoded"):
+def _token_parameter(body: bytes, media: bytes) -> str:
+    """The ``token`` parameter of an introspection request's body (a form or a JSON object;
+    the body middleware let only those through)."""
+    if media == b"application/x-www-form-urlencoded":
         values = parse_qs(body.decode("utf-8", "replace")).get("token", [])
         token = values[0] if len(values) == 1 else None
     else:
