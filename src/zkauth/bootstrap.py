@@ -195,7 +195,7 @@ async def build(
             stores.clients, stores.challenges, issuer, auditor, clock, policy
         ),
         lifecycle=Lifecycle(auditor, clock),
-        access=Access(stores.clients, verifiers, policy.default_audience, clock),
+        access=Access(stores.clients, verifiers, policy.default_audience, clock, auditor),
         credentials=credentials,
         jwks=jwks([key]),
         metrics=metrics,

@@ -177,6 +177,28 @@ async def test_rt28_activity_of_a_revoked_client_raises_an_alert(api: Api) -> No
     assert cred  # the owner of the secret is irrelevant: the identifier alone raises it
 
 
+@pytest.mark.parametrize("use", ["resource", "introspection"])
+async def test_rt28_a_revoked_clients_token_in_use_raises_an_alert(api: Api, use: str) -> None:
+    """Activity of a revoked client includes presenting one of its tokens, still unexpired:
+    refused (401, or inactive to introspection), audited, and alerted."""
+    cred = await api.enroll("gone")
+    cb = channel()
+    token = await api.login("gone", cred, cb)
+    await api.http.delete("/v1/clients/gone", headers=ADMIN)
+    if use == "resource":
+        assert (await api.resource(token, cb)).status_code == 401
+    else:
+        answer = await api.http.post("/v1/introspect", data={"token": token}, headers=ADMIN)
+        assert answer.json() == {"active": False}
+    await api.container.monitor.drain()
+    alerts = (await api.http.get("/v1/admin/alerts", headers=ADMIN)).json()["alerts"]
+    assert [(a["kind"], a["clientId"], a["detail"]) for a in alerts] == [
+        ("revoked_client_activity", "gone", {"activity": "token_use"})
+    ]
+    metrics = (await api.http.get("/metrics", headers=ADMIN)).text
+    assert 'zkauth_refusals_total{event="token_use",reason="revoked"} 1.0' in metrics
+
+
 async def test_rt28_alerts_need_the_admin_credential(api: Api) -> None:
     assert (await api.http.get("/v1/admin/alerts")).status_code == 401
 

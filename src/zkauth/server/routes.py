@@ -227,7 +227,7 @@ async def resource(resource_id: ClientIdPath, request: Request, response: Respon
     if token is None:
         raise Refused()
     claims = await c.access.authorize(
-        token, header_binding(request.headers.get("x-channel-binding"))
+        token, header_binding(request.headers.get("x-channel-binding")), context(request)
     )
     answer = s.ResourceResponse(
         resourceId=resource_id,
@@ -305,7 +305,7 @@ async def introspect(request: Request, _: Annotated[None, credential(Role.INTROS
     c = container(request)
     content_type = media_type(request.headers.get("content-type", "").encode("latin-1"))
     token = _token_parameter(await request.body(), content_type)
-    claims = await c.access.introspect(token)
+    claims = await c.access.introspect(token, context(request))
     if claims is None:
         return s.IntrospectionResponse(active=False)
     return s.IntrospectionResponse(
