@@ -13,6 +13,10 @@ from zkauth.errors import ProtocolError
 
 PROTOCOL_VERSION: Final = "1.0"
 SUPPORTED_VERSIONS: Final = ("1.0",)
+#: What a request naming any other version is told (red team 14: the 400 lists them).
+UNSUPPORTED_VERSION: Final = (
+    f"unsupported protocol version; supported: {', '.join(SUPPORTED_VERSIONS)}"
+)
 
 #: Encoded sizes (PROTOCOL.md §1).
 SCALAR_SIZE: Final = 32

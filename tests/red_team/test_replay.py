@@ -345,9 +345,15 @@ async def test_rt13_verify_with_a_binding_of_another_length_than_the_challenge_i
 # -- 14. Protocol versions -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["2.0", "1", "1.0.0", "1.1", "v1", "0.9", " 1.0", "1.0\n", ""])
+@pytest.mark.parametrize(
+    "version",
+    [
+        "2.0", "1", "1.0.0", "1.1", "v1", "0.9", " 1.0", "1.0\n", "",
+        "v1.0-beta-experimental", 1.0, 2, ["1.0"], {"v": "1.0"}, True,
+    ],
+)  # fmt: skip
 async def test_rt14_unsupported_protocol_version_is_400_listing_the_supported_ones(
-    api: RedApi, version: str
+    api: RedApi, version: object
 ) -> None:
     client_id, _ = await api.fresh()
     body = {
@@ -357,8 +363,7 @@ async def test_rt14_unsupported_protocol_version_is_400_listing_the_supported_on
     }
     known = await api.http.post("/v1/challenges", json=body)
     assert_problem(known, 400)
-    assert "supported" in known.json()["detail"]
-    assert "1.0" in known.json()["detail"]
+    assert known.json()["detail"].endswith("unsupported protocol version; supported: 1.0")
     # The same 400 for a client that does not exist: the version check reveals nobody.
     unknown = await api.http.post(
         "/v1/challenges", json={**body, "clientIdentifier": api.new_id("nobody")}

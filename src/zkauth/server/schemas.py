@@ -13,10 +13,11 @@ import re
 from datetime import datetime
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from zkauth.errors import ProtocolError
-from zkauth.protocol import CHALLENGE_ID_PATTERN, CLIENT_ID_PATTERN
+from zkauth.protocol import CHALLENGE_ID_PATTERN, CLIENT_ID_PATTERN, UNSUPPORTED_VERSION
 
 _B64_RE: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
@@ -70,6 +71,15 @@ class ChallengeRequest(_Body):
         None, max_length=4096, description="accepted for 2FApi compatibility; unused"
     )
     protocolVersion: str | None = Field(None, max_length=16, examples=["1.0"])  # noqa: N815
+
+    @field_validator("protocolVersion", mode="before")
+    @classmethod
+    def _a_version(cls, value: object) -> object:
+        """Any value that cannot name a supported version (not a string, or too long) gets the
+        same answer as a string naming another version: the 400 that lists them."""
+        if value is not None and (not isinstance(value, str) or len(value) > 16):
+            raise PydanticCustomError("unsupported_version", UNSUPPORTED_VERSION)
+        return value
 
 
 class ChallengeResponse(_Body):

@@ -13,7 +13,13 @@ import os
 
 from zkauth.crypto import Rng
 from zkauth.errors import ProtocolError, Refused
-from zkauth.protocol import CHANNEL_BINDING_SIZES, NONCE_SIZE, SUPPORTED_VERSIONS, check_client_id
+from zkauth.protocol import (
+    CHANNEL_BINDING_SIZES,
+    NONCE_SIZE,
+    SUPPORTED_VERSIONS,
+    UNSUPPORTED_VERSION,
+    check_client_id,
+)
 from zkauth.service.audit import NO_CONTEXT, Auditor, RequestContext
 from zkauth.service.decoy import DECOY_CLIENT_ID
 from zkauth.service.lockout import refusal_for
@@ -49,9 +55,7 @@ class Challenges:
     ) -> Challenge:
         check_client_id(client_id)
         if protocol_version is not None and protocol_version not in SUPPORTED_VERSIONS:
-            raise ProtocolError(
-                f"unsupported protocol version; supported: {', '.join(SUPPORTED_VERSIONS)}"
-            )
+            raise ProtocolError(UNSUPPORTED_VERSION)
         now = self._clock.now()
         # Read before the transaction, not in it: the issue does not depend on the row, and
         # verification reads the client again itself, and a revocation voids the challenge, so
