@@ -160,6 +160,40 @@ async def test_openapi_document_lists_every_endpoint(api: Api) -> None:
     assert "422" not in paths["/v1/verify"]["post"]["responses"]
 
 
+async def test_openapi_describes_what_the_server_sends(api: Api) -> None:
+    """Problems under their own media type, the headers answers carry, the bearer scheme."""
+    doc = (await api.http.get("/openapi.json")).json()
+    paths = doc["paths"]
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], status
+                    schema = response["content"]["application/problem+json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Problem"}
+    enroll = paths["/v1/clients"]["post"]["responses"]
+    assert {"Location", "RateLimit", "RateLimit-Policy"} <= set(enroll["201"]["headers"])
+    challenge = paths["/v1/challenges"]["post"]["responses"]
+    assert {"RateLimit", "RateLimit-Policy"} <= set(challenge["200"]["headers"])
+    assert {"Retry-After", "RateLimit", "RateLimit-Policy"} <= set(challenge["429"]["headers"])
+    resource = paths["/v1/resources/{resource_id}"]["get"]
+    assert "WWW-Authenticate" in resource["responses"]["401"]["headers"]
+    assert doc["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    protected = {
+        (path, method)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"bearer": []}]
+    }
+    assert protected == {
+        ("/v1/resources/{resource_id}", "get"), ("/v1/clients/{client_id}/commitment", "put"),
+        ("/v1/clients/{client_id}", "delete"), ("/v1/introspect", "post"),
+        ("/v1/admin/alerts", "get"), ("/metrics", "get"),
+    }  # fmt: skip
+    token = doc["components"]["schemas"]["TokenResponse"]
+    assert set(token["required"]) == {"accessToken", "tokenType", "expiresAt", "expiresIn"}
+
+
 async def test_openapi_documents_the_headers_that_routes_read_themselves(api: Api) -> None:
     """Resource and rotation read ``Authorization`` and ``X-Channel-Binding`` without FastAPI's
     ``Header()``: their documentation must still be what ``Header()`` generates."""

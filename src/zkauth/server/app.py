@@ -24,7 +24,7 @@ from zkauth.server.problems import (
     validation_error_handler,
     zkauth_error_handler,
 )
-from zkauth.server.routes import router
+from zkauth.server.routes import RATE_LIMIT_HEADERS, router
 from zkauth.server.telemetry import Telemetry
 
 DESCRIPTION = """\
@@ -102,15 +102,36 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, corrected: invalid input is a 400 problem here, never a 422."""
+    """FastAPI's document, corrected to what the server sends: invalid input is a 400 problem,
+    never a 422; a problem's schema is under ``application/problem+json`` (FastAPI puts a
+    response model under ``application/json``); the 2xx answers of a rate-limited operation
+    carry the RateLimit headers; an operation that takes a bearer credential says so."""
     if app.openapi_schema is None:
         doc = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         for operations in doc.get("paths", {}).values():
             for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
+                _correct(operation)
+        components = doc.setdefault("components", {})
         for unused in ("HTTPValidationError", "ValidationError"):
-            doc.get("components", {}).get("schemas", {}).pop(unused, None)
+            components.get("schemas", {}).pop(unused, None)
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         app.openapi_schema = doc
     return app.openapi_schema
+
+
+def _correct(operation: dict[str, Any]) -> None:
+    responses: dict[str, dict[str, Any]] = operation.get("responses", {})
+    responses.pop("422", None)
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if status.startswith(("4", "5")) and "application/problem+json" in content:
+            schema = content.pop("application/json", {}).get("schema")
+            if schema is not None:
+                content["application/problem+json"] = {"schema": schema}
+        elif status.startswith("2") and "429" in responses:
+            response["headers"] = {**response.get("headers", {}), **RATE_LIMIT_HEADERS}
+    parameters = operation.get("parameters", [])
+    if any(p.get("in") == "header" and p.get("name") == "authorization" for p in parameters):
+        operation["security"] = [{"bearer": []}]

@@ -16,6 +16,7 @@ from zkauth.errors import ProtocolError, Refused
 from zkauth.protocol import CLIENT_ID_PATTERN, PROTOCOL_VERSION
 from zkauth.server import schemas as s
 from zkauth.server.middleware import media_type
+from zkauth.server.problems import WWW_AUTHENTICATE
 from zkauth.server.schemas import b64, enc
 from zkauth.service.audit import RequestContext
 from zkauth.service.lifecycle import RotationRequest
@@ -25,18 +26,35 @@ router = APIRouter()
 Responses = dict[int | str, dict[str, Any]]
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A problem+json answer (``_openapi`` in app.py puts the model's schema under that media
+    type: FastAPI would give it to ``application/json``)."""
+    answer = {
         "model": s.Problem,
         "content": {"application/problem+json": {}},
         "description": description,
     }
+    return answer if headers is None else {**answer, "headers": headers}
 
+
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+#: Sent with every answer of a rate-limited endpoint that is not refused for malformed input
+#: (the draft-ietf-httpapi-ratelimit-headers fields); app.py adds them to the 2xx answers.
+RATE_LIMIT_HEADERS: Final = {
+    "RateLimit-Policy": _header('the most restrictive limit: "name";q=quota;w=window seconds'),
+    "RateLimit": _header('what is left of it: "name";r=remaining;t=seconds to reset'),
+}
 
 #: What any rate-limited endpoint with path or query parameters may answer besides success.
 _GUARDED: Final[Responses] = {
     400: _problem("malformed input"),
-    429: _problem("rate limit exceeded; see Retry-After and RateLimit"),
+    429: _problem(
+        "rate limit exceeded",
+        {"Retry-After": _header("seconds to wait", "integer"), **RATE_LIMIT_HEADERS},
+    ),
     503: _problem("a backend needed to decide safely is unavailable"),
 }
 #: ... and with a JSON body.
@@ -46,6 +64,13 @@ _BAD: Final[Responses] = {
     415: _problem("body not application/json"),
 }
 _REFUSED: Final[Responses] = {401: _problem("the single refusal, identical for every cause")}
+#: ... at a bearer-protected resource (RFC 6750 §3).
+_REFUSED_BEARER: Final[Responses] = {
+    401: _problem(
+        "the single refusal, identical for every cause",
+        {"WWW-Authenticate": _header(WWW_AUTHENTICATE)},
+    )
+}
 
 ClientIdPath = Annotated[str, Path(pattern=CLIENT_ID_PATTERN, max_length=128)]
 
@@ -134,7 +159,11 @@ def header_binding(value: str | None) -> bytes | None:
     "/v1/clients",
     status_code=201,
     response_model=s.EnrollmentResponse,
-    responses={**_BAD, 409: _problem("enrollment refused, whatever the cause")},
+    responses={
+        **_BAD,
+        201: {"headers": {"Location": _header("the client's path, /v1/clients/{id}")}},
+        409: _problem("enrollment refused, whatever the cause"),
+    },
     summary="Enroll a client with its commitment and proof of possession",
 )
 async def enroll(body: s.EnrollmentRequest, request: Request, response: Response) -> Any:
@@ -216,7 +245,7 @@ def _encoded(answer: BaseModel, response: Response, status: int = 200) -> Respon
 @router.get(
     "/v1/resources/{resource_id}",
     response_model=s.ResourceResponse,
-    responses={**_GUARDED, **_REFUSED},
+    responses={**_GUARDED, **_REFUSED_BEARER},
     openapi_extra=_BEARER_HEADERS,
     summary="The server's own protected resource (tokens for its audience only)",
 )

@@ -50,7 +50,10 @@ def enc(data: bytes) -> str:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A field with a default is still always sent: required in the answers' schemas.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
 
 class EnrollmentRequest(_Body):
