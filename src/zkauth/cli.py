@@ -86,8 +86,9 @@ def serve(
 ) -> None:
     """Run the zkauth server.
 
-    Every option can also be set in the environment as ZKAUTH_<NAME> (e.g. ZKAUTH_PORT=9000);
-    flags win. Examples:
+    Every option can also be set in the environment as ZKAUTH_<NAME> (e.g. ZKAUTH_PORT=9000),
+    except two: --production is ZKAUTH_ENV=production and --upgrade-db is
+    ZKAUTH_AUTO_UPGRADE_DB=true. Flags win. Examples:
 
       zkauth serve                                   # SQLite under ./data, port 8000
 
