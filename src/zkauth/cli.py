@@ -56,11 +56,11 @@ def _settings(**flags: object) -> Settings:
 @app.command()
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Interface to listen on [default: 127.0.0.1]")
+        str | None, typer.Option(help=r"Interface to listen on \[default: 127.0.0.1]")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000]")] = None,
+    port: Annotated[int | None, typer.Option(help=r"TCP port \[default: 8000]")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="SQLite database and signing key [default: ./data]")
+        Path | None, typer.Option(help=r"SQLite database and signing key \[default: ./data]")
     ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL instead of the embedded SQLite")
@@ -69,7 +69,7 @@ def serve(
         str | None,
         typer.Option(help="Redis for rate limits and counters shared by all workers and hosts"),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1]")] = None,
+    workers: Annotated[int | None, typer.Option(help=r"Worker processes \[default: 1]")] = None,
     production: Annotated[
         bool,
         typer.Option(
@@ -139,7 +139,7 @@ async def _check_startup(settings: Settings) -> None:
 def create_token(
     name: Annotated[str, typer.Option(help="Who or what the credential is for")] = "admin",
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data directory of the server [default: ./data]")
+        Path | None, typer.Option(help=r"Data directory of the server \[default: ./data]")
     ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Database of the server, if not the embedded one")

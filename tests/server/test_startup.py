@@ -60,6 +60,27 @@ def test_create_token_stores_only_a_hash_and_then_production_starts(tmp_path: Pa
     asyncio.run(check())
 
 
+def _help(*command: str) -> str:
+    """``zkauth … --help`` as printed, wide enough that Rich wraps no option's help."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def test_serve_help_shows_the_defaults_and_the_two_environment_names_that_differ() -> None:
+    text = _help("serve")
+    for default in ("127.0.0.1", "8000", "./data", "1"):
+        assert f"[default: {default}]" in text
+    assert "--production is ZKAUTH_ENV=production" in text
+    assert "--upgrade-db is ZKAUTH_AUTO_UPGRADE_DB=true" in text
+
+
+def test_create_token_help_shows_the_defaults() -> None:
+    text = _help("admin", "create-token")
+    assert "[default: admin]" in text
+    assert "[default: ./data]" in text
+
+
 def test_serve_refuses_production_without_admin_with_exit_code_4(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--production", "--data-dir", str(tmp_path)])
     assert result.exit_code == 4
