@@ -1,4 +1,4 @@
-"""Log lines are JSON, and no traceback ever reaches one (DESIGN.md: no stack traces in logs)."""
+"""Log lines are JSON, and no traceback ever reaches one (README.md "Monitoring")."""
 
 from __future__ import annotations
 

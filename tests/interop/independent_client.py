@@ -1,4 +1,4 @@
-"""A zkauth client written from PROTOCOL.md and DESIGN.md alone.
+"""A zkauth client written from PROTOCOL.md and README.md ("HTTP API v1") alone.
 
 It deliberately imports nothing from zkauth: raw libsodium ristretto255 calls (rbcl), hashlib and
 httpx. If the server and this file disagree on a single byte, the interop test fails.

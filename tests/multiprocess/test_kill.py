@@ -1,5 +1,5 @@
 """SIGKILL of a server process under load loses nothing that was acknowledged and spends nothing
-twice (DESIGN.md "Nothing lost, nothing double-spent").
+twice (README.md "Production": crash safety).
 
 The victim is a process of the shared deployment started for this test alone (``--workers 1``:
 uvicorn then serves inside the ``zkauth serve`` process itself, so its PID is the one to kill).

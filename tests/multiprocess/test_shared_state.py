@@ -1,5 +1,5 @@
 """Two ``zkauth serve`` processes on one PostgreSQL and one Redis behave as one server
-(DESIGN.md "Nothing lost, nothing double-spent"; "Running": stateless apart from both).
+(README.md "Production": what is shared where, crash safety).
 
 Every login carries a real proof. ``pair.a`` and ``pair.b`` are separate processes with separate
 data directories; what they share is the database, the Redis prefix and the signing key file.

@@ -1,4 +1,4 @@
-"""The lockout arithmetic of one attempt (DESIGN.md "Security behaviour"), as a pure function."""
+"""The lockout arithmetic of one attempt (SECURITY.md "A malicious client"), as a pure function."""
 
 from __future__ import annotations
 

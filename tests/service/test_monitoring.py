@@ -1,4 +1,5 @@
-"""Anomaly detection thresholds of DESIGN.md, on the real in-memory counters and audit log."""
+"""Anomaly detection thresholds (README.md "Monitoring"), on the real in-memory counters and
+audit log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP API v1 as pure functions, shared by the sync and the async client (DESIGN.md "HTTP API v1").
+"""HTTP API v1 as pure functions, shared by the sync and the async client (README.md "HTTP API v1").
 
 Nothing here does I/O. Each operation is a *flow*: a generator that yields the HTTP calls it needs
 (:class:`Call`), receives their responses and computes proofs in between. :mod:`.sync` drives a

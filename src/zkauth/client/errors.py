@@ -12,7 +12,7 @@ Hierarchy, as an SDK user meets it::
 Network failures are left as httpx's own ``httpx.TransportError`` subclasses: wrapping them would
 hide the detail (DNS, TLS, timeout) that callers of an httpx-based SDK already know how to handle.
 
-The server's refusal deliberately carries no reason (DESIGN.md "One refusal"), so the messages
+The server's refusal deliberately carries no reason (README.md "HTTP API v1"), so the messages
 here list every possible cause instead of guessing one.
 """
 

@@ -1,8 +1,9 @@
 """Framework-free token checks shared by the FastAPI dependency and the ASGI middleware.
 
 :meth:`ZkAuthTokens.authenticate` turns the two request headers into verified claims, or raises
-the one :class:`~zkauth.errors.Refused` (whatever the cause, DESIGN.md "One refusal") or
-:class:`~zkauth.errors.ServiceUnavailable` when it cannot decide safely (fail closed).
+the one :class:`~zkauth.errors.Refused` (whatever the cause, README.md "With
+zkauth.integrations") or :class:`~zkauth.errors.ServiceUnavailable` when it cannot decide safely
+(fail closed).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The in-process GCRA rate limiter: the embedded default (DESIGN.md "Running").
+"""The in-process GCRA rate limiter: the embedded default (README.md "Production").
 
 Its state lives in one process, so with several workers each enforces the limits separately
 (``workers`` × the configured rate in total); deployments with several workers or hosts use

@@ -1,4 +1,4 @@
-"""The Redis-backed GCRA rate limiter, shared by every worker and host (DESIGN.md "Running").
+"""The Redis-backed GCRA rate limiter, shared by every worker and host (README.md "Production").
 
 One Lua script reads each key's theoretical arrival time, decides and writes it back: Redis
 runs a script atomically, so concurrent requests from any number of hosts cannot both take the

@@ -1,4 +1,4 @@
-"""Async use cases of zkauth over small ports (DESIGN.md "Layout").
+"""Async use cases of zkauth over small ports (README.md "Development").
 
 ``models`` holds the records, ``ports`` the protocols adapters implement, ``clock`` the clocks.
 """

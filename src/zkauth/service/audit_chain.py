@@ -1,4 +1,4 @@
-"""Checkpoints and verification of the audit trail's hash chain (DESIGN.md "Security behaviour").
+"""Checkpoints and verification of the audit trail's hash chain (README.md "Audit trail").
 
 Retention deletes the oldest entries, which would leave the first remaining entry pointing at a
 hash nobody can check. So every prune first writes a *checkpoint*: the seq and hash of the last

@@ -1,4 +1,4 @@
-"""Who may attempt a proof, and what a failed proof costs (DESIGN.md "Security behaviour").
+"""Who may attempt a proof, and what a failed proof costs (SECURITY.md "A malicious client").
 
 ``lockout_threshold`` consecutive failures lock a client for ``lockout_base``, doubling with each
 further lockout; a success resets both counters. Only the real owner can succeed, and keeping the

@@ -1,8 +1,8 @@
 """The records zkauth stores: clients, challenges, audit entries, admin tokens.
 
-They follow DESIGN.md "Data model". Frozen and slotted, so a store can hand the same object to
-many coroutines without anyone mutating it behind another's back; a change is a new object
-(``dataclasses.replace``).
+They hold what SECURITY.md "What is stored, and what is not" lists. Frozen and slotted, so a
+store can hand the same object to many coroutines without anyone mutating it behind another's
+back; a change is a new object (``dataclasses.replace``).
 Constructors check the invariants every adapter relies on (sizes from PROTOCOL.md §1, aware UTC
 datetimes), so a bug in one adapter fails loudly at the boundary instead of silently comparing a
 naive datetime with an aware one somewhere later.

@@ -3,7 +3,7 @@
 Each port is a small :class:`typing.Protocol`, so an adapter (``zkauth.storage.memory``,
 ``zkauth.storage.sql``) satisfies it structurally without importing anything from here but the
 models. Every method whose doc says *atomic* must stay correct when many coroutines, and on SQL
-many server processes, call it at once: DESIGN.md promises "nothing lost, nothing double-spent".
+many server processes, call it at once: nothing lost, nothing double-spent (README.md "Production").
 The contract suite in ``tests/storage`` holds every adapter to these docs.
 """
 
@@ -44,7 +44,8 @@ class Clock(Protocol):
 class ClientStore(Protocol):
     async def create(self, client: Client) -> bool:
         """Insert ``client`` atomically. ``False`` if its id (or reference id) was ever used, in
-        any status: a revoked identifier can never be enrolled again (DESIGN.md "HTTP API v1")."""
+        any status: a revoked identifier can never be enrolled again (SECURITY.md "A malicious
+        client")."""
         ...
 
     async def add(self, client: Client) -> None:
@@ -92,7 +93,7 @@ class ChallengeStore(Protocol):
     async def issue(self, challenge: Challenge) -> None:
         """Store an unconsumed ``challenge``, atomically superseding every older unconsumed
         challenge of its client (they can never be consumed): a client has at most one live
-        challenge (DESIGN.md "HTTP API v1"). Raises :class:`~zkauth.errors.Conflict` if the
+        challenge (README.md "HTTP API v1"). Raises :class:`~zkauth.errors.Conflict` if the
         challenge id is already taken."""
         ...
 
@@ -203,8 +204,8 @@ class AdminTokenStore(Protocol):
 
 
 class Counters(Protocol):
-    """Shared event counters for lockout and anomaly detection (DESIGN.md "Security
-    behaviour": ≥ 50 failures across ≥ 50 clients in 60 s, ≥ 10 lockouts in 5 min, volume
+    """Shared event counters for lockout and anomaly detection (README.md
+    "Monitoring": ≥ 50 failures across ≥ 50 clients in 60 s, ≥ 10 lockouts in 5 min, volume
     against the hourly baseline). Every method raises
     :class:`~zkauth.errors.ServiceUnavailable` when it cannot count: a detector that silently
     stops counting would let an attack through unnoticed.
@@ -253,7 +254,7 @@ class UnitOfWork(Protocol):
     def __call__(self) -> AbstractAsyncContextManager[Writes]:
         """Open a transaction. Everything done through the yielded stores, reads included,
         commits together when the block exits normally, and not at all when it raises; a
-        crash at any point leaves all of it or none of it (DESIGN.md "nothing lost").
+        crash at any point leaves all of it or none of it (README.md "Production").
 
         Transactions that write the same rows or the audit chain are serialised; keep them
         short and never await anything slow (network, sleeps) inside one."""

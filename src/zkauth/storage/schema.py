@@ -1,5 +1,6 @@
-"""SQLAlchemy Core tables of zkauth, one schema for SQLite and PostgreSQL (DESIGN.md "Data model"),
-and the mapping between their rows and the records of ``zkauth.service.models``.
+"""SQLAlchemy Core tables of zkauth, one schema for SQLite and PostgreSQL, and the mapping
+between their rows and the records of ``zkauth.service.models``. What they hold is listed in
+SECURITY.md "What is stored, and what is not".
 
 Only commitments, hashes and metadata are stored; never secrets, proofs or tokens. ``kind`` and
 ``provider_id`` exist before anything uses them so that personas and providers arrive as additive

@@ -1,6 +1,6 @@
 """Access tokens: Ed25519-signed RFC 9068 JWTs, bound to the login's channel binding.
 
-DESIGN.md "HTTP API v1": tokens carry ``iss, sub, aud, iat, exp, jti`` and ``cnf``, are signed
+PROTOCOL.md §9: tokens carry ``iss, sub, aud, iat, exp, jti`` and ``cnf``, are signed
 with a key kept outside the database and published as a JWKS. Pure and synchronous; the clock
 is always an argument.
 

@@ -1,8 +1,9 @@
 """Ed25519 signing keys: generation, the key file, and public JWKs.
 
-The key lives in a file outside the database (DESIGN.md "HTTP API v1"), so a database dump
-cannot mint tokens. The file is created once, atomically and private to its owner; a file that
-others can read is refused rather than "fixed", because the key may already have leaked.
+The key lives in a file outside the database (SECURITY.md "What is stored, and what is not"),
+so a database dump cannot mint tokens. The file is created once, atomically and private to its
+owner; a file that others can read is refused rather than "fixed", because the key may already
+have leaked.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Verifying access tokens: a checklist of guard clauses ending in a frozen ``TokenClaims``.
 
-Every failure raises one message-less refusal (DESIGN.md "One refusal"). The cause travels on
+Every failure raises one message-less refusal (README.md "HTTP API v1"). The cause travels on
 ``TokenRefused.reason`` for the audit trail only; ``str()`` and ``args`` stay empty.
 """
 
