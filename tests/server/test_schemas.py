@@ -1,4 +1,4 @@
-"""The HTTP layer's base64 parser (PROTOCOL.md §2: standard base64 with padding, one spelling)."""
+"""The HTTP layer's base64 parser (PROTOCOL.md §1.3: standard base64 with padding, one spelling)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Housekeeping: expired challenges are deleted in the background, a small batch at a time.
 
 Every login leaves a consumed challenge behind, and every refusal one issued to the decoy; none
-of them can ever be used again once expired (PROTOCOL.md §5), so keeping them only grows the
+of them can ever be used again once expired (PROTOCOL.md §6), so keeping them only grows the
 table and its indexes. Batches stay small so that no single delete holds the database (on
 SQLite: the event loop) for long, and a round pauses between them, because after a burst of
 logins tens of thousands of challenges expire together. Measured on SQLite, in a table of 40 000

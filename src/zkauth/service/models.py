@@ -96,7 +96,7 @@ class Client:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Challenge:
-    """A single-use login or rotation challenge (PROTOCOL.md §4)."""
+    """A single-use login or rotation challenge (PROTOCOL.md §9)."""
 
     challenge_id: ChallengeId
     client_id: ClientId
