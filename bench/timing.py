@@ -1,5 +1,5 @@
 """``make bench-timing``: are the refusal paths of challenge, verify and rotation distinguishable
-by their timing from the accepted path, or from each other? (red-team.md item 30)
+by their timing from the accepted path, or from each other? (tests/red_team/ATTACKS.md item 30)
 
 One app, five groups of clients, kept in their state for the whole run:
 
@@ -860,7 +860,7 @@ def render(report: Report, console: Console) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.timing",
-        description="Timing uniformity of refusal paths (red-team.md item 30).",
+        description="Timing uniformity of refusal paths (tests/red_team/ATTACKS.md item 30).",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds")
     parser.add_argument("--samples", type=int, help=f"per endpoint and group ({_DEFAULT_SAMPLES})")

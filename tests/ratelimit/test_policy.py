@@ -147,7 +147,7 @@ def test_client_ip_is_the_rightmost_untrusted_hop(chain: list[str]) -> None:
 # --- check -----------------------------------------------------------------------------------
 
 
-def test_defaults_are_seed_000s() -> None:
+def test_defaults_are_the_documented_ones() -> None:
     assert (DEFAULT_GLOBAL_RULE.limit, DEFAULT_GLOBAL_RULE.period_seconds) == (10_000, 1.0)
     assert (DEFAULT_PER_IP_RULE.limit, DEFAULT_PER_IP_RULE.period_seconds) == (100, 1.0)
     assert (DEFAULT_PER_CLIENT_RULE.limit, DEFAULT_PER_CLIENT_RULE.period_seconds) == (10, 60.0)

@@ -1,4 +1,4 @@
-"""Shared ground for the red-team suite (/work/shared/red-team.md): the app on real stores, real
+"""Shared ground for the red-team suite (ATTACKS.md, beside it): the app on real stores, real
 proofs, and the helpers that say what "refused" means.
 
 The ``api`` fixture is tests/server/conftest.py's, built the same way (a real app per test on fresh
@@ -49,7 +49,8 @@ OTHER_AUDIENCE: Final = "billing-service"
 INTROSPECTION_TOKEN: Final = "introspect-" + "y" * 40
 START: Final = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
-#: The one 401 body of challenge, verify, rotation, resources and revocation (PROTOCOL.md §9).
+#: The one 401 body of challenge, verify, rotation, resources and revocation (README.md "HTTP
+#: API v1").
 REFUSED_BODY: Final = (
     b'{"type":"urn:zkauth:problem:refused","title":"Unauthorized","status":401,'
     b'"detail":"authentication failed","code":"refused"}'

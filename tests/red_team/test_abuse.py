@@ -1,4 +1,4 @@
-"""red-team.md 27–29: rate limits, anomaly alerts, and failing monitoring backends.
+"""ATTACKS.md items 27–29: rate limits, anomaly alerts, and failing monitoring backends.
 
 Real apps with real stores and real rate limiters (in memory, and in Redis where the line is
 about several processes or a Redis outage), driven over HTTP with real proofs.

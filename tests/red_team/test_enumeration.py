@@ -1,4 +1,4 @@
-"""Red team §"Enumeration and side channels" (red-team.md lines 30–31).
+"""Red team §"Enumeration and side channels" (ATTACKS.md items 30–31).
 
 Line 30's timing half is measured by a statistical benchmark elsewhere, not by a timed unit test;
 here the unknown, revoked, locked and wrong-proof cases must agree byte for byte: status, body and

@@ -1,4 +1,4 @@
-"""Red team §"Proof forgery and encoding" (red-team.md lines 1–8), over HTTP with real proofs.
+"""Red team §"Proof forgery and encoding" (ATTACKS.md items 1–8), over HTTP with real proofs.
 
 Every forged attempt goes to a freshly enrolled client, so that the refusal is the proof's doing and
 not a lockout's, and after a forged attempt the genuine owner still logs in: the server told the
@@ -473,7 +473,7 @@ async def test_rt05_generator_as_announcement_without_the_secret_is_refused(
 async def test_rt05_generator_as_announcement_is_refused_even_when_the_equation_holds(
     api: RedApi, generator: Point
 ) -> None:
-    """red-team.md line 5: "A = G → refused". With k = (1, 0) the equation holds, but such a
+    """ATTACKS.md item 5: "A = G → refused". With k = (1, 0) the equation holds, but such a
     proof (like A = C) discloses the secret — z_s − 1 = c·s — and no honest prover sends it."""
     await refused_then_owner_logs_in(api, _with_announcement(lambda cred: generator))
 

@@ -151,8 +151,8 @@ def test_fuzz_schemathesis_no_server_error_and_responses_match_the_schema(
 
 
 def test_fuzz_schemathesis_every_status_sent_is_documented(tmp_path: Path) -> None:
-    """DESIGN.md: "The OpenAPI document is served and kept accurate" — every status the server
-    sends for generated requests appears in the document."""
+    """The OpenAPI document served at /openapi.json (README.md "HTTP API v1") is the API's:
+    every status the server sends for generated requests appears in it."""
     with served(tmp_path / "data", "--database-url", "memory://") as server:
         failures = _fuzz_server(server.url, [checks.status_code_conformance])
     assert failures == [], "\n\n".join(failures)

@@ -1,4 +1,4 @@
-"""Red team §"Lifecycle" (red-team.md lines 21–24): rotation, revocation and re-enrollment.
+"""Red team §"Lifecycle" (ATTACKS.md items 21–24): rotation, revocation and re-enrollment.
 
 Rotation refusals are the one 401 of ``PUT /v1/clients/{id}/commitment``; the baseline is the
 refusal a request for an unknown client without any token gets.

@@ -1,8 +1,8 @@
-"""Red team §"Monitoring and abuse" (red-team.md lines 25–26): lockout after failed proofs.
+"""Red team §"Monitoring and abuse" (ATTACKS.md items 25–26): lockout after failed proofs.
 
-Policy (DESIGN.md "Security behaviour", seed defaults): 3 consecutive failed proofs lock a client
-for 60 min, doubling on each repeat, reset on success. A locked client is refused exactly like
-an unknown one. Time is the fixture's FixedClock, moved by the test.
+Policy (SECURITY.md "A malicious client", README.md "Configuration" defaults): 3 consecutive
+failed proofs lock a client for 60 min, doubling on each repeat, reset on success. A locked
+client is refused exactly like an unknown one. Time is the fixture's FixedClock, moved by the test.
 
 Lines 27–29 (rate limits, alerts, failing backends) are in test_abuse.py.
 """
@@ -85,7 +85,7 @@ async def test_rt25_the_lock_expires_after_60_minutes(api: RedApi) -> None:
 
 
 async def test_rt25_after_expiry_failing_again_locks_for_twice_as_long(api: RedApi) -> None:
-    """red-team.md line 25: lock, expiry, three more failures (no success between) → 120 min."""
+    """ATTACKS.md item 25: lock, expiry, three more failures (no success between) → 120 min."""
     client_id, cred = await api.fresh()
     for _ in range(3):
         await fail(api, client_id)
@@ -117,7 +117,7 @@ async def test_rt25_a_third_lockout_lasts_four_hours(api: RedApi) -> None:
 async def test_rt25_a_correct_login_resets_the_doubling(api: RedApi) -> None:
     """Lock; after 60 min the owner logs in; three more failures lock for 60 min again, not 120:
     only the real owner can succeed, and keeping the doubling would let an attacker push a
-    victim's lockouts towards the cap (SECURITY.md, "Lockout")."""
+    victim's lockouts towards the cap (SECURITY.md, "A malicious client")."""
     client_id, cred = await api.fresh()
     for _ in range(3):
         await fail(api, client_id)

@@ -1,4 +1,4 @@
-"""Red team §"Challenges and replay" (red-team.md lines 9–14), over HTTP with real proofs.
+"""Red team §"Challenges and replay" (ATTACKS.md items 9–14), over HTTP with real proofs.
 
 A challenge buys exactly one attempt: consumed atomically whatever the outcome, by its own client
 only, superseded by a newer one, dead at expiry. The concurrency attacks also run against a real

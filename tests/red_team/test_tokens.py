@@ -1,4 +1,4 @@
-"""Red team §"Tokens" (red-team.md lines 15–20): what an attacker does with, or without, an access
+"""Red team §"Tokens" (ATTACKS.md items 15–20): what an attacker does with, or without, an access
 token at the server's own protected resource. Every refusal is the one bearer 401 (with
 ``WWW-Authenticate``), byte-identical to the refusal of a request that carries no token at all.
 """

@@ -1,4 +1,4 @@
-"""Red team §"Transport and input" (red-team.md lines 32–33): bodies and identifiers an attacker
+"""Red team §"Transport and input" (ATTACKS.md items 32–33): bodies and identifiers an attacker
 controls. Every answer is a problem+json 400/404/413/415 (or the endpoint's refusal), never a
 5xx, never a hang, and the server answers ``/health`` after each.
 """

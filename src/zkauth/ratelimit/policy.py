@@ -1,6 +1,6 @@
 """The rate-limit policy the server applies to every request: global, per IP, per client.
 
-Defaults (seed 000, README.md "Configuration"; every one is configurable): 10 000 requests
+Defaults (README.md "Configuration"; every one is configurable): 10 000 requests
 per second in total, 100 per second per IP address, and 10 challenge requests per minute per
 client. In production mode the limits are mandatory; this module has no "off" switch.
 

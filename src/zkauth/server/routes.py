@@ -1,4 +1,4 @@
-"""HTTP API v1 routes: thin adapters from JSON to use cases and back (DESIGN.md "HTTP API v1")."""
+"""HTTP API v1 routes: thin adapters from JSON to use cases and back (README.md "HTTP API v1")."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 An accepted login writes the client's lockout counters, signs a token and so on; a refusal for
 an unknown, revoked or locked client has nothing real to write. Skipping the work would make
-those refusals measurably faster (an enumeration oracle, red-team.md line 30), so they do the
-same work on the decoy instead: a client row whose identifier is outside the identifier syntax
-(``~`` is not allowed), so no request can ever name, enroll, log in as or revoke it.
+those refusals measurably faster (an enumeration oracle, tests/red_team/ATTACKS.md item 30), so
+they do the same work on the decoy instead: a client row whose identifier is outside the
+identifier syntax (``~`` is not allowed), so no request can ever name, enroll, log in as or
+revoke it.
 """
 
 from __future__ import annotations

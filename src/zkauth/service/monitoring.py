@@ -1,4 +1,4 @@
-"""Anomaly detection (DESIGN.md "Security behaviour"): an audit listener that raises alerts.
+"""Anomaly detection (README.md "Monitoring"): an audit listener that raises alerts.
 
 Alerts: distributed brute force (≥ 50 failed proofs across ≥ 50 clients within 60 s), volume
 (≥ 20× the previous hour's audited events, with a floor so an idle server does not alert on its

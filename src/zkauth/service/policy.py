@@ -1,4 +1,4 @@
-"""The tunable rules the use cases follow (README.md "Configuration"), seed 000 defaults."""
+"""The tunable rules the use cases follow, with their defaults (README.md "Configuration")."""
 
 from __future__ import annotations
 
