@@ -263,11 +263,14 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     store = request.param
     if store == "postgresql":
         store = request.getfixturevalue("postgres_url")
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker is not None else {}
     async with app_client(
         tmp_path,
         store,
         introspection_token=INTROSPECTION_TOKEN,
         extra_audiences=[OTHER_AUDIENCE],
+        **overrides,
     ) as (http, container, clock):
         yield RedApi(http, container, clock)
 

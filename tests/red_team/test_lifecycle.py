@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -276,6 +277,25 @@ async def test_rt21_rotation_challenge_from_another_channel_is_refused(api: RedA
     await unchanged(api, client_id, cred)
 
 
+@pytest.mark.settings(lockout_minutes=5)  # shorter than a token's 15 minutes
+async def test_rt21_rotation_works_again_once_a_lock_has_expired(api: RedApi) -> None:
+    """Three wrong proofs lock the client: no challenge, so no rotation either. Once the lock
+    is over, the owner rotates with the token it had, without logging in first (the row still
+    says locked until a login succeeds; it refused as a concurrent rotation)."""
+    client_id, old, cb, token = await with_token(api)
+    for _ in range(3):
+        ch = await api.issued(client_id, cb)
+        wrong = api.login_proof(Credential.generate(), client_id, ch, cb)
+        assert (await api.verify(client_id, ch, wrong, cb)).status_code == 401
+    assert (await api.challenge(client_id, cb)).status_code == 401  # locked
+    api.clock.advance(timedelta(minutes=5))
+    new = Credential.generate()
+    ch = await api.issued(client_id, cb)
+    rotated = await api.rotate(client_id, api.rotation_body(client_id, old, new, ch, cb), token, cb)
+    assert rotated.status_code == 200, rotated.text
+    assert await api.login(client_id, new, cb)
+
+
 async def test_rt21_two_concurrent_rotations_over_one_challenge_one_wins(api: RedApi) -> None:
     baseline = await api.rotation_refusal()
     client_id, old, cb, token = await with_token(api)
@@ -289,6 +309,56 @@ async def test_rt21_two_concurrent_rotations_over_one_challenge_one_wins(api: Re
             assert_same(response, baseline)
     winner = news[[r.status_code for r in responses].index(200)]
     assert await api.login(client_id, winner, cb)
+
+
+async def test_rt21_refused_rotations_beside_refused_logins_and_challenges_keep_their_answer(
+    api: RedApi,
+) -> None:
+    """Every refusal writes the decoy's rows (its live challenge, its client row): concurrent
+    refusals of unrelated requests must take those row locks in one order, or they deadlock
+    (PostgreSQL then fails one of them, a 500, after a second)."""
+    client_id, old, cb, token = await with_token(api)
+    body = api.rotation_body(
+        client_id, old, Credential.generate(), await api.issued(client_id, cb), cb
+    )
+    assert (await api.challenge(api.new_id("nobody"), channel())).status_code == 401
+    fake = {"challengeId": "ch_" + "A" * 24, "nonce": b64(bytes(24))}
+
+    async def refusals(n: int) -> list[int]:
+        codes = []
+        for _ in range(6):
+            if n % 3 == 0:  # a token of one client, the path of another
+                answer = await api.rotate(api.new_id("other"), body, token, cb)
+            elif n % 3 == 1:
+                answer = await api.verify(api.new_id("nobody"), fake, bytes(96), channel())
+            else:
+                answer = await api.challenge(api.new_id("nobody"), channel())
+            codes.append(answer.status_code)
+        return codes
+
+    answers = await asyncio.gather(*(refusals(n) for n in range(12)))
+    assert {code for codes in answers for code in codes} == {401}
+
+
+async def test_rt22_a_revocation_racing_the_clients_login_and_rotation_keeps_its_answers(
+    api: RedApi,
+) -> None:
+    """A revocation writes the client's challenge and its row; a login and a rotation write
+    the same two rows: in one order everywhere, none of them ever fails the others."""
+    for _ in range(4):
+        client_id, old, cb, token = await with_token(api)
+        login_ch = await api.issued(client_id, cb)
+        proof = api.login_proof(old, client_id, login_ch, bytes(cb))
+        rotation_ch = await api.issued(client_id, cb)
+        body = api.rotation_body(client_id, old, Credential.generate(), rotation_ch, cb)
+        answers = await asyncio.gather(
+            api.verify(client_id, login_ch, proof, cb),
+            api.rotate(client_id, body, token, cb),
+            api.revoke(client_id),
+        )
+        assert [a.status_code for a in answers][2] == 204
+        assert {a.status_code for a in answers[:2]} <= {200, 401}
+        assert (await api.challenge(client_id, cb)).status_code == 401  # revoked, whatever won
 
 
 # -- 22. Revoked clients look unknown --------------------------------------------------------------

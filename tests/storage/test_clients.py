@@ -152,7 +152,7 @@ async def test_rotate_refuses_revoked_locked_and_unknown_clients(stores: Stores)
     for client in (revoked, locked):
         await stores.clients.create(client)
     await stores.clients.revoke(revoked.client_id, LATER)
-    await stores.clients.save_lockout_state(locked.client_id, 3, LATER, 1)
+    await stores.clients.save_lockout_state(locked.client_id, 3, LATER + timedelta(hours=1), 1)
     new = secrets.token_bytes(32)
 
     for client in (revoked, locked):
@@ -163,6 +163,22 @@ async def test_rotate_refuses_revoked_locked_and_unknown_clients(stores: Stores)
         assert got is not None
         assert got.commitment == client.commitment
     assert not await stores.clients.rotate_commitment(new_client_id(), new, new, LATER)
+
+
+async def test_rotate_takes_a_client_whose_lock_has_expired(stores: Stores) -> None:
+    """The row says locked until the next successful login; a lock over by ``now`` does not
+    stand in the way of a rotation (a current one does: the test above)."""
+    client = make_client()
+    await stores.clients.create(client)
+    await stores.clients.save_lockout_state(client.client_id, 3, LATER, 1)
+    new = secrets.token_bytes(32)
+    assert not await stores.clients.rotate_commitment(
+        client.client_id, client.commitment, new, LATER - timedelta(seconds=1)
+    )
+    assert await stores.clients.rotate_commitment(client.client_id, client.commitment, new, LATER)
+    got = await stores.clients.get(client.client_id)
+    assert got is not None
+    assert got.commitment == new
 
 
 async def test_revoke_changes_a_client_once(stores: Stores) -> None:

@@ -41,16 +41,31 @@ def _placeholders(sql: str) -> list[int]:
     return [int(n) for n in _PLACEHOLDER.findall(sql)]
 
 
+def _listed(sql: str) -> list[str]:
+    """The names of a statement's WITH queries, as listed."""
+    return re.findall(r"(?:WITH |\), )(d\d+|g) AS \(", sql)
+
+
+def _in_deferral_order(sql: str, count: int) -> list[int]:
+    """``sql``'s parameters, the WITH queries taken in the order they were deferred (d0, d1…:
+    listed in reverse, so that PostgreSQL runs them in that order)."""
+    assert _listed(sql)[-count:] == [f"d{n}" for n in reversed(range(count))]
+    blocks = re.split(r"(?:WITH |\), )d\d+ AS \(", sql)[1:]
+    return [n for block in reversed(blocks) for n in _placeholders(block)]
+
+
 @given(_DEFERRED)
 def test_the_parameters_are_numbered_in_order_of_the_rows(inserts: list[tuple[str, int]]) -> None:
     """Every row of every insert gets its own run of parameters, in order, none twice, none
     skipped: ``$1…$w`` the first row of the first insert, then its next row, and so on."""
     sql = combined_sql(inserts)
     total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
-    assert _placeholders(sql) == list(range(1, total + 1))
     for insert, _ in inserts:  # each insert once, with all its rows in its one VALUES list
         assert sql.count(insert.split(" VALUES ")[0]) == 1
-    assert sql.startswith("WITH d0 AS (INSERT ") == (len(inserts) > 1)
+    if len(inserts) == 1:
+        assert _placeholders(sql) == list(range(1, total + 1))
+    else:
+        assert _in_deferral_order(sql, len(inserts)) == list(range(1, total + 1))
 
 
 @given(_DEFERRED, st.sampled_from(_UPDATES))
@@ -61,11 +76,10 @@ def test_inserts_riding_with_a_statement_come_first_and_its_parameters_follow(
     past them, and ``main`` itself is the statement the ``WITH`` queries belong to."""
     sql = combined_sql(inserts, main)
     total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
-    assert _placeholders(sql) == [
-        *range(1, total + 1),
-        *(n + total for n in _placeholders(main)),
-    ]
-    assert sql.startswith("WITH d0 AS (INSERT ")
+    assert main.startswith("UPDATE ")
+    with_queries, _, rest = sql.rpartition(") UPDATE ")
+    assert _in_deferral_order(with_queries + ")", len(inserts)) == list(range(1, total + 1))
+    assert _placeholders(rest) == [n + total for n in _placeholders(main)]
     assert _PLACEHOLDER.sub("$", sql).endswith(") " + _PLACEHOLDER.sub("$", main))
 
 
@@ -95,13 +109,12 @@ def test_a_guarded_statement_fails_as_a_whole_when_its_guard_returns_no_row(
     nothing of any of its parts."""
     sql = combined_sql(inserts, guard=guard)
     total = sum(len(_placeholders(insert)) * count for insert, count in inserts)
-    assert _placeholders(sql) == [
-        *range(1, total + 1),
-        *(n + total for n in _placeholders(guard)),
-    ]
-    head, _, tail = _PLACEHOLDER.sub("$", sql).rpartition(", g AS (")
-    assert head.startswith("WITH d0 AS (")
-    assert tail == _PLACEHOLDER.sub("$", guard) + _DIVIDE
+    assert _listed(sql)[0] == "g"  # read by the main query: it runs first, wherever listed
+    guard_part, _, deferred = sql.partition("), d")
+    assert _placeholders(guard_part) == [n + total for n in _placeholders(guard)]
+    assert _in_deferral_order("WITH d" + deferred, len(inserts)) == list(range(1, total + 1))
+    assert _PLACEHOLDER.sub("$", guard_part) == "WITH g AS (" + _PLACEHOLDER.sub("$", guard)
+    assert sql.endswith(_DIVIDE)
 
 
 def test_a_guard_alone_is_its_own_with_query() -> None:

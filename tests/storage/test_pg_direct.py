@@ -21,7 +21,7 @@ from zkauth.protocol import LOGIN_TAG_TEXT
 from zkauth.service.audit import Auditor
 from zkauth.service.audit_chain import verify_chain
 from zkauth.service.clock import FixedClock
-from zkauth.service.decoy import ensure_decoy
+from zkauth.service.decoy import DECOY_CLIENT_ID, ensure_decoy
 from zkauth.service.enrollment import Enrollment
 from zkauth.service.models import ClientId, Outcome
 from zkauth.service.policy import Policy
@@ -497,4 +497,43 @@ async def test_a_sealing_round_reads_the_pending_events_and_the_chain_tail_at_on
         report = verify_chain(entries)
         assert (report.ok, report.checked, report.head_seq) == (True, 6, 6)
     finally:
+        await stores.close()
+
+
+async def test_deferred_writes_take_their_rows_in_the_order_they_were_written(
+    empty_postgres_url: str,
+) -> None:
+    """PostgreSQL runs the WITH queries its main query does not read the last listed first; a
+    unit's statement lists them so that they run in the order the unit wrote them. So a unit
+    locks rows in its own order, which every unit keeps the same (a client's challenge before
+    its row): else two units can deadlock (a refused login and a refused rotation both write the
+    decoy's challenge and row). A trigger in this test's own database notes each row written."""
+    stores = await open_sql_stores(empty_postgres_url, upgrade=True)
+    clock = FixedClock(T0)
+    notes = await asyncpg.connect(empty_postgres_url.replace("+asyncpg", ""))
+    try:
+        await notes.execute(
+            "CREATE TABLE written (n serial, tbl text);"
+            "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN INSERT INTO written (tbl) VALUES (TG_TABLE_NAME); RETURN NEW; END $$;"
+            "CREATE TRIGGER note BEFORE UPDATE ON clients FOR EACH ROW EXECUTE FUNCTION note();"
+            "CREATE TRIGGER note BEFORE UPDATE ON challenges FOR EACH ROW EXECUTE FUNCTION note();"
+        )
+        await ensure_decoy(stores.clients, clock)
+        for first_the_challenge in (True, False):
+            await stores.challenges.issue(make_challenge(DECOY_CLIENT_ID))
+            await notes.execute("TRUNCATE written")
+            with pytest.MonkeyPatch.context() as patch, _sent(patch) as sent:
+                async with stores.transaction() as tx:  # a refused login's writes
+                    if first_the_challenge:
+                        await tx.challenges.take_decoy(T0)
+                    await tx.clients.save_lockout_state(DECOY_CLIENT_ID, 0, None, 0)
+                    if not first_the_challenge:
+                        await tx.challenges.take_decoy(T0)
+                assert sent == ["WITH"]
+            order = [row["tbl"] for row in await notes.fetch("SELECT tbl FROM written ORDER BY n")]
+            written = ["challenges", "clients"]
+            assert order == (written if first_the_challenge else written[::-1])
+    finally:
+        await notes.close()
         await stores.close()

@@ -63,13 +63,18 @@ class Lifecycle:
         check_challenge_id(request.challenge_id)
         now = self._clock.now()
         async with self._audit.transaction() as tx:
-            reason = await _checklist(tx, request, claims, now)
-            # The same writes on every path: the swap and the voiding, or two decoy writes.
-            if reason is None:
+            reason, swap = await _checklist(tx, request, claims, now)
+            # The same writes on every path: the voiding and the swap, or two decoy writes.
+            # Challenges before client rows, as every unit of work takes them: on PostgreSQL,
+            # two units taking the same rows in opposite orders can deadlock (refusals of
+            # unrelated requests all write the decoy's two rows).
+            if reason is None and swap is not None:
                 await tx.challenges.void_for_client(ClientId(request.client_id), now)
+                if not await tx.clients.rotate_commitment(*swap, now):
+                    reason = "concurrent_rotation"
             else:
-                await decoy_failure(tx.clients)
                 await tx.challenges.void_for_client(DECOY_CLIENT_ID, now)
+                await decoy_failure(tx.clients)
             outcome = Outcome.SUCCESS if reason is None else Outcome.FAILURE
             tx.record("rotation", outcome, ctx, client_id=request.client_id, reason=reason)
         if reason is not None:
@@ -81,9 +86,11 @@ class Lifecycle:
         check_client_id(client_id)
         now = self._clock.now()
         async with self._audit.transaction() as tx:
+            # The client's live challenge before its row, as a login and a rotation take them
+            # (else, on PostgreSQL, a revocation and a login of the client could deadlock).
+            # Voiding first is harmless: a client already revoked has no live challenge.
+            await tx.challenges.void_for_client(ClientId(client_id), now)
             changed = await tx.clients.revoke(ClientId(client_id), now)
-            if changed:
-                await tx.challenges.void_for_client(ClientId(client_id), now)
             reason = None if changed else "no_change"
             tx.record("revocation", Outcome.SUCCESS, ctx, client_id=client_id, reason=reason)
         return changed
@@ -91,10 +98,11 @@ class Lifecycle:
 
 async def _checklist(
     tx: Transaction, request: RotationRequest, claims: TokenClaims, now: datetime
-) -> str | None:
-    """Every check runs on every path (no early return): a consume, a lookup, two proof
-    checks (against decoy statements where there is nothing real) and, only when all
-    passed, the compare-and-set. The first failed check is the reason."""
+) -> tuple[str | None, tuple[ClientId, bytes, bytes] | None]:
+    """Every check runs on every path (no early return): a consume, a lookup and two proof
+    checks (against decoy statements where there is nothing real). The first failed check is
+    the reason; when all passed, the compare-and-set to make (client, old and new
+    commitment)."""
     client_id, binding = request.client_id, request.channel_binding
     reasons: list[str] = []
     owner = ClientId(client_id)
@@ -132,8 +140,6 @@ async def _checklist(
     if not new_ok:
         reasons.append("new_proof")
     if reasons:
-        return reasons[0]
+        return reasons[0], None
     assert client is not None
-    if not await tx.clients.rotate_commitment(client.client_id, old.encode(), new.encode(), now):
-        return "concurrent_rotation"
-    return None
+    return None, (client.client_id, old.encode(), new.encode())

@@ -61,9 +61,9 @@ class ClientStore(Protocol):
     async def rotate_commitment(
         self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
     ) -> bool:
-        """Compare-and-set: replace the commitment only if the client is active and its commitment
-        still equals ``expected_old``, so two rotations proven against the same old commitment
-        cannot both win."""
+        """Compare-and-set: replace the commitment only if the client is active (or its lock has
+        expired by ``now``) and its commitment still equals ``expected_old``, so two rotations
+        proven against the same old commitment cannot both win."""
         ...
 
     async def revoke(self, client_id: ClientId, now: datetime) -> bool:

@@ -118,7 +118,11 @@ class MemoryClientStore:
         self, client_id: ClientId, expected_old: bytes, new: bytes, now: datetime
     ) -> bool:
         client = self._clients.get(client_id)
-        if client is None or client.status is not ClientStatus.ACTIVE:
+        if client is None or client.status is ClientStatus.REVOKED:
+            return False
+        if client.status is ClientStatus.LOCKED and (
+            client.locked_until is None or client.locked_until > now
+        ):
             return False
         if client.commitment != expected_old:
             return False

@@ -105,7 +105,13 @@ def combined_sql(
         main = "SELECT 1"
     else:
         main = _shifted(main, offset)
-    ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, parts, strict=True))
+    # PostgreSQL runs the WITH queries that the main query does not read once it is done, the
+    # last listed first (ExecInitModifyTable adds each to the front of the list that
+    # ExecPostprocessPlan runs). Listed in reverse, they run in the order they were given: a
+    # unit takes its row locks in the order it wrote, which is how every unit agrees on one
+    # order (a client's challenge before its row) and none deadlocks with another.
+    named = list(zip(names, parts, strict=True))
+    ctes = ", ".join(f"{name} AS ({part})" for name, part in reversed(named))
     return f"WITH {ctes} {main}"
 
 

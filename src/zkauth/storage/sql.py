@@ -37,6 +37,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     String,
+    and_,
     any_,
     bindparam,
     case,
@@ -309,7 +310,14 @@ _ROTATE: Final = (
     update(clients)
     .where(
         clients.c.client_id == bindparam("b_id"),
-        clients.c.status == ClientStatus.ACTIVE.value,
+        or_(
+            clients.c.status == ClientStatus.ACTIVE.value,
+            # A lock that has expired: the row says locked until the next successful login.
+            and_(
+                clients.c.status == ClientStatus.LOCKED.value,
+                clients.c.locked_until <= bindparam("b_now", type_=clients.c.locked_until.type),
+            ),
+        ),
         clients.c.commitment == bindparam("b_old", type_=clients.c.commitment.type),
     )
     .values(
