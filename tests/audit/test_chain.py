@@ -209,3 +209,28 @@ async def test_verify_log_rechecks_when_a_prune_lands_mid_read() -> None:
     assert report.checked == 5
     with pytest.raises(ValueError, match="positive"):
         await verify_log(log, page_size=0)
+
+
+async def test_verify_log_waits_out_a_prune_of_several_batches() -> None:
+    """A prune deletes in batches, a checkpoint each: a read can overlap several of them, and
+    verify_log looks again for as long as the checkpoints move, then answers for the trail
+    the prune left (a real break stays one: tests above)."""
+
+    class PrunedInBatches(MemoryAuditLog):
+        batches = 0
+
+        async def entries(self, limit: int, after_id: int | None = None) -> Sequence[AuditEntry]:
+            if after_id is not None and self.batches < 6:  # mid-read: the next batch commits
+                self.batches += 1
+                await self.prune(T0 + timedelta(seconds=10 * self.batches))
+            return await super().entries(limit, after_id)
+
+    log = PrunedInBatches()
+    for n in range(100):
+        await log.append(make_event(n))
+
+    report = await verify_log(log, page_size=7)
+
+    assert log.batches == 6
+    assert report.ok, report.broken
+    assert (report.checked, report.head_seq) == (40, 100)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # ports imports AuditCheckpoint from here
 
 __all__ = [
     "PRUNE_BATCH",
+    "RECHECKS",
     "AuditCheckpoint",
     "ChainBreak",
     "ChainVerifier",
@@ -52,6 +53,8 @@ MOVE_WINDOW: Final = 2048
 PAGE_SIZE: Final = 1000
 #: Entries a store prunes per transaction (and checkpoint): the append lock is held meanwhile.
 PRUNE_BATCH: Final = 10_000
+#: Times :func:`verify_log` reads the trail again when a break came with a prune under way.
+RECHECKS: Final = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,14 +319,17 @@ async def verify_log(log: AuditLog, *, page_size: int = PAGE_SIZE) -> Verificati
 
     Reads from the very first stored seq, not from the checkpoint, so that an entry slipped in
     below a checkpoint is found too. A prune that commits while this reads can make a trail look
-    broken (its entries vanish mid-read); a break seen while the checkpoints changed is therefore
-    checked once more from scratch.
+    broken (its entries vanish mid-read), and a prune deletes in batches of
+    :data:`PRUNE_BATCH`, a checkpoint each: a break seen while the checkpoints changed is
+    checked again from scratch, up to :data:`RECHECKS` times, until they stay put.
     """
     if page_size < 1:
         raise ValueError("page_size must be positive")
     checkpoints, report = await _verify_once(log, page_size)
-    if not report.ok and list(await log.checkpoints()) != checkpoints:
-        _, report = await _verify_once(log, page_size)
+    for _ in range(RECHECKS):
+        if report.ok or list(await log.checkpoints()) == checkpoints:
+            break
+        checkpoints, report = await _verify_once(log, page_size)
     return report
 
 

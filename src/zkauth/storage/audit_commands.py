@@ -307,7 +307,7 @@ def prune(
         _print_report(broken)
         err.print("[bold red]refusing to prune:[/] investigate first, or pass --no-verify")
         raise typer.Exit(EXIT_BROKEN)
-    if not written:
+    if not pruned or not written:  # (a prune beside this one may have taken them all)
         print(f"nothing to prune: no entry older than {when} (the newest is always kept)")
         return
     last = written[-1]
