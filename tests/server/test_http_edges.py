@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from tests.server.conftest import Api, b64, channel
 from zkauth.config import Settings
 from zkauth.server.app import create_app
+from zkauth.server.problems import WWW_AUTHENTICATE
 
 
 async def test_health_and_security_headers(api: Api) -> None:
@@ -298,3 +299,29 @@ async def test_a_content_length_that_is_not_a_number_is_400(api: Api) -> None:
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["detail"] == "Content-Length is not a number"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/v1/clients/alice"),
+        ("POST", "/v1/introspect"),
+        ("GET", "/v1/admin/alerts"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/resources/x"),
+    ],
+)
+async def test_a_refused_bearer_credential_says_how_to_authenticate(
+    api: Api, method: str, path: str
+) -> None:
+    """RFC 6750 §3: an endpoint that takes only a bearer credential answers its 401 with
+    ``WWW-Authenticate`` (a rotation's refusal, which also stands for failed proofs, does not:
+    tests/red_team/conftest.py)."""
+    response = await api.http.request(
+        method, path, data={"token": "x"} if path == "/v1/introspect" else None
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == WWW_AUTHENTICATE
+    doc = (await api.http.get("/openapi.json")).json()
+    operation = doc["paths"][path.replace("/alice", "/{client_id}").replace("/x", "/{resource_id}")]
+    assert "WWW-Authenticate" in operation[method.lower()]["responses"]["401"]["headers"]

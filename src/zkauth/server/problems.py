@@ -63,7 +63,7 @@ def refused(*, bearer: bool = False) -> Response:
 def error_response(request: Request, exc: ZkAuthError) -> Response:
     """Map a domain error to its HTTP problem. Messages of input errors are safe by contract."""
     if isinstance(exc, Refused):
-        return refused(bearer=request.url.path.startswith(BEARER_PREFIXES))
+        return refused(bearer=bearer_protected(request.method, request.url.path))
     if isinstance(exc, Conflict):
         return Response(CONFLICT_BODY, 409, None, PROBLEM_JSON)
     if isinstance(exc, InputError):
@@ -80,8 +80,18 @@ def error_response(request: Request, exc: ZkAuthError) -> Response:
     return problem(500, "internal", "Internal Server Error", "internal error")
 
 
-#: Paths whose refusals carry ``WWW-Authenticate`` (bearer-protected resources).
-BEARER_PREFIXES: Final = ("/v1/resources/",)
+#: Paths whose refusals carry ``WWW-Authenticate``: what takes nothing but a bearer credential
+#: (RFC 6750 §3), the protected resources and the admin, introspection and metrics endpoints.
+#: A rotation's refusal does not: it also stands for failed proofs (one refusal per endpoint).
+BEARER_PREFIXES: Final = ("/v1/resources/", "/v1/admin/", "/v1/introspect", "/metrics")
+
+
+def bearer_protected(method: str, path: str) -> bool:
+    """Whether a refusal of ``method path`` carries ``WWW-Authenticate`` (revocation: the
+    ``DELETE`` of a client, whose other methods are enrollment and rotation)."""
+    if path.startswith(BEARER_PREFIXES):
+        return True
+    return method == "DELETE" and path.startswith("/v1/clients/")
 
 
 async def zkauth_error_handler(request: Request, exc: Exception) -> Response:

@@ -64,7 +64,7 @@ _BAD: Final[Responses] = {
     415: _problem("body not application/json"),
 }
 _REFUSED: Final[Responses] = {401: _problem("the single refusal, identical for every cause")}
-#: ... at a bearer-protected resource (RFC 6750 §3).
+#: ... where a bearer credential alone is checked (RFC 6750 §3; problems.bearer_protected).
 _REFUSED_BEARER: Final[Responses] = {
     401: _problem(
         "the single refusal, identical for every cause",
@@ -301,7 +301,7 @@ async def rotate(
     "/v1/clients/{client_id}",
     status_code=204,
     response_class=Response,
-    responses={**_GUARDED, **_REFUSED},
+    responses={**_GUARDED, **_REFUSED_BEARER},
     summary="Revoke a client (admin credential); idempotent",
 )
 async def revoke(client_id: ClientIdPath, request: Request, _: Admin) -> None:
@@ -327,7 +327,7 @@ async def revoke(client_id: ClientIdPath, request: Request, _: Admin) -> None:
             },
         }
     },
-    responses={**_BAD, **_REFUSED},
+    responses={**_BAD, **_REFUSED_BEARER},
     summary="RFC 7662 token introspection (admin or resource-server credential)",
 )
 async def introspect(request: Request, _: Annotated[None, credential(Role.INTROSPECT)]) -> Any:
@@ -367,7 +367,7 @@ def _token_parameter(body: bytes, media: bytes) -> str:
 @router.get(
     "/v1/admin/alerts",
     response_model=s.AlertList,
-    responses={**_GUARDED, **_REFUSED},
+    responses={**_GUARDED, **_REFUSED_BEARER},
     summary="Recent anomaly alerts, newest first (admin credential)",
 )
 async def alerts(
@@ -392,7 +392,7 @@ async def alerts(
     response_class=Response,
     responses={
         **_GUARDED,
-        **_REFUSED,
+        **_REFUSED_BEARER,
         200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
     },
     summary="Prometheus metrics (admin or metrics credential)",
