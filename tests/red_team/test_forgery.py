@@ -177,10 +177,7 @@ async def test_rt02_genuine_proof_with_another_domain_separation_tag_is_refused(
     api: RedApi, tag: str
 ) -> None:
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, cred, cb, ch, proof = await api.pending_login()
     assert_same(
         await api.verify_with(client_id, ch, proof, cb, {"domainSeparationTag": tag}), baseline
     )
@@ -193,10 +190,7 @@ async def test_rt02_genuine_proof_with_another_domain_separation_tag_is_refused(
 @pytest.mark.parametrize("size", [0, 1, 32, 64, 95, 97, 128, 192, 3072])
 async def test_rt03_proof_of_the_wrong_size_is_refused_never_500(api: RedApi, size: int) -> None:
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    good = api.login_proof(cred, client_id, ch, cb)
+    client_id, cred, cb, ch, good = await api.pending_login()
     proof = (good * 40)[:size]  # a real proof's bytes, cut or extended
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
     assert await api.login(client_id, cred, cb)
@@ -210,10 +204,7 @@ NOT_BASE64 = ["!!!!", "AAA", "A===", "====", "AAAA=", "é" * 4, "AA==AA==", "\u0
 async def test_rt03_non_base64_verify_fields_are_400_and_consume_nothing(
     api: RedApi, field: str, value: str
 ) -> None:
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     response = await api.verify_with(client_id, ch, proof, cb, {field: value})
     assert_problem(response, 400)
     # A 400 is input validation: the challenge is still live for the real proof.

@@ -392,10 +392,7 @@ async def test_rt22_verify_for_a_revoked_client_is_refused_like_an_unknown_one(
     api: RedApi,
 ) -> None:
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     assert (await api.revoke(client_id)).status_code == 204
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
 
@@ -406,10 +403,7 @@ async def test_rt22_a_revocation_between_the_logins_lookup_and_its_consume_refus
     """Verification reads the client before its transaction: a revocation committed in
     between voids the challenge, so the login that read the client as active still fails."""
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
 
     async def revoked() -> None:
         assert (await api.revoke(client_id)).status_code == 204

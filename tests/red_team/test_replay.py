@@ -34,10 +34,7 @@ from zkauth.service.models import ClientId
 
 async def test_rt09_the_same_proof_sent_twice_is_refused_the_second_time(api: RedApi) -> None:
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, cred, cb, ch, proof = await api.pending_login()
     assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
     assert_same(await api.verify(client_id, ch, proof, cb), baseline)
     # The replays are not "real attempts": they do not lock the owner out.
@@ -50,10 +47,7 @@ async def test_rt09_twenty_concurrent_submissions_of_one_proof_give_exactly_one_
     api: RedApi,
 ) -> None:
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     responses = await asyncio.gather(*(api.verify(client_id, ch, proof, cb) for _ in range(20)))
     winners = [r for r in responses if r.status_code == 200]
     assert len(winners) == 1
@@ -91,10 +85,7 @@ async def test_rt09_an_attempt_whose_challenge_is_taken_after_it_was_read_keeps_
     refused like any other and keeps nothing but its entry, ``challenge_unusable``, although
     its proof was valid."""
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
 
     async def the_owners_login() -> None:
         assert (await api.verify(client_id, ch, proof, cb)).status_code == 200
@@ -285,10 +276,7 @@ async def test_rt12_an_unknown_challenge_id_is_refused(api: RedApi, challenge_id
     """Well-formed ids the server never issued get the single refusal (malformed ones are a
     400: tests/red_team/test_transport.py)."""
     baseline = await api.verify_refusal()
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     forged: dict[str, Any] = {**ch, "challengeId": challenge_id}
     assert_same(await api.verify(client_id, forged, proof, cb), baseline)
     # Guessing ids costs the owner nothing: the real challenge is intact.

@@ -181,10 +181,7 @@ async def test_rt16_token_for_another_audience_is_refused(api: RedApi) -> None:
 
 
 async def test_rt16_unknown_target_audience_is_400_and_burns_nothing(api: RedApi) -> None:
-    client_id, cred = await api.fresh()
-    cb = channel()
-    ch = await api.issued(client_id, cb)
-    proof = api.login_proof(cred, client_id, ch, cb)
+    client_id, _, cb, ch, proof = await api.pending_login()
     for audience in ["evil-service", "default ", "DEFAULT", OTHER_AUDIENCE + "\n"]:
         response = await api.verify_with(client_id, ch, proof, cb, {"targetAudience": audience})
         assert response.status_code == 400
